@@ -1,0 +1,161 @@
+package main
+
+import (
+	"encoding/base64"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// secret is key material or a password: it never prints.
+type secret []byte
+
+func (secret) String() string               { return "[redacted]" }
+func (secret) LogValue() slog.Value         { return slog.StringValue("[redacted]") }
+func (s secret) GoString() string           { return s.String() }
+func (s secret) Format(f fmt.State, _ rune) { io.WriteString(f, "[redacted]") }
+
+// Config is the whole configuration, read once from VITALNEXA_* variables (and
+// DATABASE_URL) and validated before anything starts.
+type Config struct {
+	Addr       string // VITALNEXA_ADDR
+	DataDir    string // VITALNEXA_DATA_DIR
+	PublicURL  string // VITALNEXA_PUBLIC_URL
+	MailDir    string // VITALNEXA_MAIL_DIR
+	MailFrom   string // VITALNEXA_MAIL_FROM
+	Production bool   // VITALNEXA_ENV=production
+
+	DatabaseURL        secret // DATABASE_URL: serve → the vitalnexa_app role; dev → a superuser
+	MigrateDatabaseURL secret // VITALNEXA_MIGRATE_DATABASE_URL: the vitalnexa_owner role
+	DatabaseMaxConns   int32  // VITALNEXA_DATABASE_MAX_CONNS
+
+	MasterKey secret // VITALNEXA_MASTER_KEY, base64 of 32 bytes
+	JWTSecret secret // VITALNEXA_JWT_SECRET, base64 of >= 32 bytes
+	Pepper    secret // VITALNEXA_PASSWORD_PEPPER, base64 of >= 32 bytes
+
+	PasswordPolicy string // VITALNEXA_PASSWORD_POLICY: "plan" (default) or "nist"
+	TrustedProxies []netip.Prefix
+	TLSCert        string // VITALNEXA_TLS_CERT
+	TLSKey         string // VITALNEXA_TLS_KEY
+	AccessTokenTTL time.Duration
+}
+
+func loadConfig(getenv func(string) string) (*Config, error) {
+	env := func(name, def string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		return def
+	}
+	c := &Config{
+		Addr:           env("VITALNEXA_ADDR", "127.0.0.1:8080"),
+		DataDir:        env("VITALNEXA_DATA_DIR", "var"),
+		MailFrom:       env("VITALNEXA_MAIL_FROM", "VitalNexa <no-reply@vitalnexa.invalid>"),
+		Production:     env("VITALNEXA_ENV", "development") == "production",
+		PasswordPolicy: env("VITALNEXA_PASSWORD_POLICY", "plan"),
+		TLSCert:        env("VITALNEXA_TLS_CERT", ""),
+		TLSKey:         env("VITALNEXA_TLS_KEY", ""),
+		AccessTokenTTL: 15 * time.Minute,
+	}
+	c.MailDir = env("VITALNEXA_MAIL_DIR", strings.TrimRight(c.DataDir, "/")+"/mail")
+	c.PublicURL = strings.TrimRight(env("VITALNEXA_PUBLIC_URL", "http://"+c.Addr), "/")
+	c.DatabaseURL = secret(env("DATABASE_URL", env("VITALNEXA_DATABASE_URL", "")))
+	c.MigrateDatabaseURL = secret(env("VITALNEXA_MIGRATE_DATABASE_URL", ""))
+	if v := env("VITALNEXA_DATABASE_MAX_CONNS", ""); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return nil, fmt.Errorf("VITALNEXA_DATABASE_MAX_CONNS must be a number from 1 to 1000")
+		}
+		c.DatabaseMaxConns = int32(n)
+	}
+	var err error
+	if c.MasterKey, err = base64Secret(getenv, "VITALNEXA_MASTER_KEY", 32, 32); err != nil {
+		return nil, err
+	}
+	if c.JWTSecret, err = base64Secret(getenv, "VITALNEXA_JWT_SECRET", 32, 512); err != nil {
+		return nil, err
+	}
+	if c.Pepper, err = base64Secret(getenv, "VITALNEXA_PASSWORD_PEPPER", 32, 512); err != nil {
+		return nil, err
+	}
+	switch c.PasswordPolicy {
+	case "plan", "nist":
+	default:
+		return nil, fmt.Errorf("VITALNEXA_PASSWORD_POLICY must be \"plan\" or \"nist\"")
+	}
+	for _, p := range strings.Split(env("VITALNEXA_TRUSTED_PROXIES", ""), ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		prefix, err := netip.ParsePrefix(p)
+		if err != nil {
+			a, aerr := netip.ParseAddr(p)
+			if aerr != nil {
+				return nil, fmt.Errorf("VITALNEXA_TRUSTED_PROXIES: %q is not an address or CIDR prefix", p)
+			}
+			prefix = netip.PrefixFrom(a, a.BitLen())
+		}
+		c.TrustedProxies = append(c.TrustedProxies, prefix.Masked())
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return nil, fmt.Errorf("set both VITALNEXA_TLS_CERT and VITALNEXA_TLS_KEY, or neither")
+	}
+	return c, nil
+}
+
+// base64Secret reads an optional base64 secret of min..max bytes. Errors never echo it.
+func base64Secret(getenv func(string) string, name string, min, max int) (secret, error) {
+	v := strings.TrimSpace(getenv(name))
+	if v == "" {
+		return nil, nil
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(v); err == nil {
+			if len(b) < min || len(b) > max {
+				return nil, fmt.Errorf("%s must decode to %d..%d bytes (it decodes to %d)", name, min, max, len(b))
+			}
+			return secret(b), nil
+		}
+	}
+	return nil, fmt.Errorf("%s is not valid base64", name)
+}
+
+// checkServe refuses to serve without the secrets, or in plain HTTP off loopback unless a
+// trusted TLS-terminating proxy is configured.
+func (c *Config) checkServe() error {
+	var missing []string
+	if len(c.DatabaseURL) == 0 {
+		missing = append(missing, "DATABASE_URL")
+	}
+	if c.MasterKey == nil {
+		missing = append(missing, "VITALNEXA_MASTER_KEY")
+	}
+	if c.JWTSecret == nil {
+		missing = append(missing, "VITALNEXA_JWT_SECRET")
+	}
+	if c.Pepper == nil {
+		missing = append(missing, "VITALNEXA_PASSWORD_PEPPER")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing configuration: %s (see README)", strings.Join(missing, ", "))
+	}
+	if c.TLSCert == "" && len(c.TrustedProxies) == 0 {
+		host, _, err := net.SplitHostPort(c.Addr)
+		if err != nil {
+			return fmt.Errorf("VITALNEXA_ADDR: %v", err)
+		}
+		if ip, err := netip.ParseAddr(host); (err != nil && host != "localhost") || (err == nil && !ip.IsLoopback()) {
+			return fmt.Errorf("plain HTTP is only served on loopback: set VITALNEXA_TLS_CERT/KEY, or VITALNEXA_TRUSTED_PROXIES for a TLS-terminating proxy")
+		}
+	}
+	return nil
+}
+
+func newLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/vitalnexa/vitalnexa/api"
+	"github.com/vitalnexa/vitalnexa/internal/auth"
+	"github.com/vitalnexa/vitalnexa/internal/fhir"
+	"github.com/vitalnexa/vitalnexa/internal/keyring"
+	"github.com/vitalnexa/vitalnexa/internal/mail"
+	"github.com/vitalnexa/vitalnexa/internal/phr"
+	"github.com/vitalnexa/vitalnexa/internal/postgres"
+	"github.com/vitalnexa/vitalnexa/internal/web"
+)
+
+func runServe(ctx context.Context, cfg *Config, logger *slog.Logger) error {
+	if err := cfg.checkServe(); err != nil {
+		return err
+	}
+	if len(cfg.MigrateDatabaseURL) > 0 {
+		if err := migrate(ctx, cfg, logger); err != nil {
+			return err
+		}
+	}
+	return serve(ctx, cfg, logger, nil)
+}
+
+// serve runs the API until ctx ends. ready, when not nil, receives the listening address.
+func serve(ctx context.Context, cfg *Config, logger *slog.Logger, ready func(addr string)) error {
+	wrapper, err := keyring.NewLocalWrapper(cfg.MasterKey)
+	if err != nil {
+		return fmt.Errorf("master key: %w", err)
+	}
+	pool, err := postgres.Open(ctx, string(cfg.DatabaseURL), cfg.DatabaseMaxConns)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := postgres.CheckServerRole(ctx, pool); err != nil {
+		return err
+	}
+	// Audit rows get their own connections: requests queueing for the main pool must not
+	// keep the trail from being written.
+	auditPool, err := postgres.Open(ctx, string(cfg.DatabaseURL), 4)
+	if err != nil {
+		return err
+	}
+	defer auditPool.Close()
+	keys, err := postgres.LoadKeyring(ctx, pool, wrapper)
+	if err != nil {
+		return err
+	}
+	db := &postgres.DB{Pool: pool, Keys: keys}
+	hasher, err := auth.NewHasher(auth.HasherOptions{Pepper: cfg.Pepper})
+	if err != nil {
+		return err
+	}
+	tokens, err := auth.NewTokenIssuer(auth.TokenOptions{
+		Secrets: map[string][]byte{"k1": cfg.JWTSecret}, CurrentKID: "k1",
+		Issuer: cfg.PublicURL, Audience: "vitalnexa-api", TTL: cfg.AccessTokenTTL})
+	if err != nil {
+		return err
+	}
+	srv, err := web.NewServer(web.Options{
+		Logger: logger, Users: db, Sessions: db, TestResults: db, HealthRecords: db, Imports: db,
+		Audit:  &postgres.AuditStore{Pool: auditPool},
+		Mailer: &mail.DirMailer{Dir: cfg.MailDir, From: cfg.MailFrom},
+		Hasher: hasher, Tokens: tokens, Passwords: auth.PasswordPolicy{NIST: cfg.PasswordPolicy == "nist"},
+		ParseFHIR: func(b []byte) (*phr.ImportBatch, error) { return fhir.ParseBundle(b, fhir.Options{}) },
+		Ready:     func(r *http.Request) error { return pool.Ping(r.Context()) },
+		Spec:      api.Spec, PublicURL: cfg.PublicURL, TrustedProxies: cfg.TrustedProxies,
+	})
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		WriteTimeout:      2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		TLSConfig: &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			// TLS 1.3 suites are fixed and all AEAD; for 1.2 only forward-secret AEAD suites.
+			CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+				tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+				tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256},
+		},
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	logger.Info("listening", "addr", ln.Addr().String(), "tls", cfg.TLSCert != "")
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	errc := make(chan error, 1)
+	go func() {
+		if cfg.TLSCert != "" {
+			errc <- hs.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
+		} else {
+			errc <- hs.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+

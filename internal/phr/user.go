@@ -1,0 +1,47 @@
+package phr
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// User is a person with an account. Email, FullName and DateOfBirth are PHI: the postgres
+// adapter stores them encrypted, and LogValue shows only the id.
+type User struct {
+	ID            string
+	Email         string
+	FullName      string
+	DateOfBirth   string // YYYY-MM-DD
+	Role          string // "user" or "admin"
+	EmailVerified bool
+	CreatedAt     time.Time
+}
+
+// LogValue keeps PHI out of logs.
+func (u User) LogValue() slog.Value { return slog.StringValue("user:" + u.ID) }
+
+// Credentials is what the login flows need of an account, found by email before anyone is
+// authenticated.
+type Credentials struct {
+	UserID        string
+	PasswordHash  string
+	EmailVerified bool
+}
+
+// UserService stores accounts. Methods that find an account by email or token look across
+// users and so run through narrow privileged database functions; every other method acts
+// only on the user in the context.
+type UserService interface {
+	// CreateUser stores a new, unverified account with its hashed password. It returns
+	// ECONFLICT when the email is taken (callers must not reveal that to the client).
+	CreateUser(ctx context.Context, u *User, passwordHash string) error
+	// FindCredentialsByEmail returns ENOTFOUND when no account has this email.
+	FindCredentialsByEmail(ctx context.Context, email string) (*Credentials, error)
+	// CreateEmailVerification stores the hash of a verification token for the user.
+	CreateEmailVerification(ctx context.Context, userID string, tokenHash []byte, expiresAt time.Time) error
+	// VerifyEmail spends a verification token: ENOTFOUND when it is unknown, spent or expired.
+	VerifyEmail(ctx context.Context, tokenHash []byte) (userID string, err error)
+	// FindUserByID returns the user in the context (ENOTFOUND for any other id).
+	FindUserByID(ctx context.Context, id string) (*User, error)
+}

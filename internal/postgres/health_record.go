@@ -1,0 +1,207 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/vitalnexa/vitalnexa/internal/phr"
+)
+
+var _ phr.HealthRecordService = (*DB)(nil)
+
+const healthRecordColumns = `id, user_id, kind, title, content, recorded_at, source, created_at, updated_at`
+
+func (db *DB) scanHealthRecord(row pgx.Row) (*phr.HealthRecord, error) {
+	r := &phr.HealthRecord{}
+	var title, content string
+	var recorded *time.Time
+	if err := row.Scan(&r.ID, &r.UserID, &r.Kind, &title, &content, &recorded, &r.Source, &r.CreatedAt, &r.UpdatedAt); err != nil {
+		return nil, err
+	}
+	s := sealer{db: db, table: "health_records", rowID: r.ID}
+	r.Title = s.open("title", title)
+	r.Content = json.RawMessage(s.open("content", content))
+	if recorded != nil {
+		r.RecordedAt = recorded.UTC()
+	}
+	return r, s.err
+}
+
+func optionalTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// FindHealthRecordByID returns ENOTFOUND for an unknown id and for another user's record.
+func (db *DB) FindHealthRecordByID(ctx context.Context, id string) (*phr.HealthRecord, error) {
+	if uuid.Validate(id) != nil {
+		return nil, phr.Errorf(phr.ENOTFOUND, "Not found.")
+	}
+	var r *phr.HealthRecord
+	err := db.withUser(ctx, func(tx pgx.Tx) (err error) {
+		r, err = db.scanHealthRecord(tx.QueryRow(ctx, `SELECT `+healthRecordColumns+` FROM health_records WHERE id = $1`, id))
+		return err
+	})
+	return r, err
+}
+
+// FindHealthRecords returns a page of the user's records, newest first.
+func (db *DB) FindHealthRecords(ctx context.Context, f phr.HealthRecordFilter) ([]*phr.HealthRecord, string, error) {
+	userID := phr.UserIDFromContext(ctx)
+	limit, err := pageLimit(f.Limit)
+	if err != nil {
+		return nil, "", err
+	}
+	if f.Kind != "" && !phr.ValidHealthRecordKind(f.Kind) {
+		return nil, "", phr.FieldErrorf(phr.EINVALID, "kind", "is not a kind of health record")
+	}
+	c, err := db.decodeCursor("health_records", userID, f.Cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	at, id, inNulls := keysetArgs(c)
+	var out []*phr.HealthRecord
+	err = db.withUser(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT `+healthRecordColumns+` FROM health_records
+			WHERE `+fmt.Sprintf(keysetClause, "recorded_at")+` AND ($4 = '' OR kind = $4)
+			ORDER BY recorded_at DESC NULLS LAST, id DESC LIMIT $5`, at, id, inNulls, f.Kind, limit+1)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			r, err := db.scanHealthRecord(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		last := out[limit-1]
+		if next, err = db.encodeCursor("health_records", userID, pageCursor{at: optionalTime(last.RecordedAt), id: last.ID}); err != nil {
+			return nil, "", err
+		}
+	}
+	return out, next, nil
+}
+
+// CheckHealthRecord validates a record before it is stored.
+func CheckHealthRecord(r *phr.HealthRecord) error {
+	if !phr.ValidHealthRecordKind(r.Kind) {
+		return phr.FieldErrorf(phr.EINVALID, "kind", "is not a kind of health record")
+	}
+	if r.Title == "" {
+		return phr.FieldErrorf(phr.EINVALID, "title", "is required")
+	}
+	if err := phr.CheckText("title", r.Title, 500, false); err != nil {
+		return err
+	}
+	if len(r.Content) == 0 || !json.Valid(r.Content) {
+		return phr.FieldErrorf(phr.EINVALID, "content", "must be a JSON value")
+	}
+	return nil
+}
+
+// insertHealthRecord stores r for the user of tx unless a record with its source key
+// exists; it reports whether it stored a row.
+func (db *DB) insertHealthRecord(ctx context.Context, tx pgx.Tx, userID string, r *phr.HealthRecord) (bool, error) {
+	now := db.now()
+	r.ID, r.UserID, r.CreatedAt, r.UpdatedAt = uuid.NewString(), userID, now, now
+	s := sealer{db: db, table: "health_records", rowID: r.ID}
+	title, content := s.seal("title", r.Title), s.seal("content", string(r.Content))
+	if s.err != nil {
+		return false, s.err
+	}
+	tag, err := tx.Exec(ctx, `INSERT INTO health_records (`+healthRecordColumns+`, source_key)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (user_id, source_key) DO NOTHING`,
+		r.ID, userID, r.Kind, title, content, optionalTime(r.RecordedAt), r.Source, now, now,
+		db.sourceKey("health_records", userID, r.Source, r.SourceID))
+	if err != nil {
+		return false, err
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// CreateHealthRecord stores a record the user wrote.
+func (db *DB) CreateHealthRecord(ctx context.Context, r *phr.HealthRecord) error {
+	if err := CheckHealthRecord(r); err != nil {
+		return err
+	}
+	r.Source, r.SourceID = "manual", ""
+	return db.withUser(ctx, func(tx pgx.Tx) error {
+		_, err := db.insertHealthRecord(ctx, tx, phr.UserIDFromContext(ctx), r)
+		return err
+	})
+}
+
+// UpdateHealthRecord changes the given fields of the user's record.
+func (db *DB) UpdateHealthRecord(ctx context.Context, id string, upd phr.HealthRecordUpdate) (*phr.HealthRecord, error) {
+	if uuid.Validate(id) != nil {
+		return nil, phr.Errorf(phr.ENOTFOUND, "Not found.")
+	}
+	var r *phr.HealthRecord
+	err := db.withUser(ctx, func(tx pgx.Tx) (err error) {
+		r, err = db.scanHealthRecord(tx.QueryRow(ctx, `SELECT `+healthRecordColumns+` FROM health_records WHERE id = $1 FOR UPDATE`, id))
+		if err != nil {
+			return err
+		}
+		if upd.Kind != nil {
+			r.Kind = *upd.Kind
+		}
+		if upd.Title != nil {
+			r.Title = *upd.Title
+		}
+		if upd.Content != nil {
+			r.Content = upd.Content
+		}
+		if upd.RecordedAt != nil {
+			r.RecordedAt = *upd.RecordedAt
+		}
+		if err := CheckHealthRecord(r); err != nil {
+			return err
+		}
+		r.UpdatedAt = db.now()
+		s := sealer{db: db, table: "health_records", rowID: r.ID}
+		title, content := s.seal("title", r.Title), s.seal("content", string(r.Content))
+		if s.err != nil {
+			return s.err
+		}
+		_, err = tx.Exec(ctx, `UPDATE health_records SET kind = $2, title = $3, content = $4, recorded_at = $5, updated_at = $6 WHERE id = $1`,
+			r.ID, r.Kind, title, content, optionalTime(r.RecordedAt), r.UpdatedAt)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// DeleteHealthRecord removes the user's record; ENOTFOUND when there is none.
+func (db *DB) DeleteHealthRecord(ctx context.Context, id string) error {
+	if uuid.Validate(id) != nil {
+		return phr.Errorf(phr.ENOTFOUND, "Not found.")
+	}
+	return db.withUser(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM health_records WHERE id = $1`, id)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return phr.Errorf(phr.ENOTFOUND, "Not found.")
+		}
+		return nil
+	})
+}

@@ -1,0 +1,132 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/vitalnexa/vitalnexa/internal/phr"
+)
+
+var _ phr.TestResultService = (*DB)(nil)
+
+const testResultColumns = `id, user_id, code_system, code, name, value, value_type, unit, reference_range, notes, effective_at, source, created_at`
+
+func (db *DB) codeIndex(userID, code string) []byte {
+	return db.Keys.BlindIndex("test_result.code", []byte(userID+"\x00"+code))
+}
+
+func (db *DB) sourceKey(table, userID, source, sourceID string) []byte {
+	if sourceID == "" {
+		return nil
+	}
+	return db.Keys.BlindIndex("source", []byte(table+"\x00"+userID+"\x00"+source+"\x00"+sourceID))
+}
+
+func (db *DB) scanTestResult(row pgx.Row) (*phr.TestResult, error) {
+	r := &phr.TestResult{}
+	var code, name, value, unit, rng, notes string
+	var effective *time.Time
+	if err := row.Scan(&r.ID, &r.UserID, &r.CodeSystem, &code, &name, &value, &r.ValueType, &unit, &rng, &notes, &effective, &r.Source, &r.CreatedAt); err != nil {
+		return nil, err
+	}
+	s := sealer{db: db, table: "test_results", rowID: r.ID}
+	r.Code, r.Name, r.Value, r.Unit = s.open("code", code), s.open("name", name), s.open("value", value), s.open("unit", unit)
+	r.ReferenceRange, r.Notes = s.open("reference_range", rng), s.open("notes", notes)
+	if effective != nil {
+		r.EffectiveAt = effective.UTC()
+	}
+	return r, s.err
+}
+
+// FindTestResultByID returns ENOTFOUND for an unknown id and for another user's result.
+func (db *DB) FindTestResultByID(ctx context.Context, id string) (*phr.TestResult, error) {
+	if uuid.Validate(id) != nil {
+		return nil, phr.Errorf(phr.ENOTFOUND, "Not found.")
+	}
+	var r *phr.TestResult
+	err := db.withUser(ctx, func(tx pgx.Tx) (err error) {
+		r, err = db.scanTestResult(tx.QueryRow(ctx, `SELECT `+testResultColumns+` FROM test_results WHERE id = $1`, id))
+		return err
+	})
+	return r, err
+}
+
+// FindTestResults returns a page of the user's results, newest first.
+func (db *DB) FindTestResults(ctx context.Context, f phr.TestResultFilter) ([]*phr.TestResult, string, error) {
+	userID := phr.UserIDFromContext(ctx)
+	limit, err := pageLimit(f.Limit)
+	if err != nil {
+		return nil, "", err
+	}
+	c, err := db.decodeCursor("test_results", userID, f.Cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	at, id, inNulls := keysetArgs(c)
+	var codeIdx []byte
+	if f.Code != "" {
+		codeIdx = db.codeIndex(userID, f.Code)
+	}
+	var out []*phr.TestResult
+	err = db.withUser(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT `+testResultColumns+` FROM test_results
+			WHERE `+fmt.Sprintf(keysetClause, "effective_at")+` AND ($4::bytea IS NULL OR code_index = $4)
+			ORDER BY effective_at DESC NULLS LAST, id DESC LIMIT $5`, at, id, inNulls, codeIdx, limit+1)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			r, err := db.scanTestResult(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		last := out[limit-1]
+		pc := pageCursor{id: last.ID}
+		if !last.EffectiveAt.IsZero() {
+			pc.at = &last.EffectiveAt
+		}
+		if next, err = db.encodeCursor("test_results", userID, pc); err != nil {
+			return nil, "", err
+		}
+	}
+	return out, next, nil
+}
+
+// insertTestResult stores r for the user of tx unless a result with its source key exists;
+// it reports whether it stored a row.
+func (db *DB) insertTestResult(ctx context.Context, tx pgx.Tx, userID string, r *phr.TestResult) (bool, error) {
+	r.ID, r.UserID, r.CreatedAt = uuid.NewString(), userID, db.now()
+	s := sealer{db: db, table: "test_results", rowID: r.ID}
+	code, name, value, unit := s.seal("code", r.Code), s.seal("name", r.Name), s.seal("value", r.Value), s.seal("unit", r.Unit)
+	rng, notes := s.seal("reference_range", r.ReferenceRange), s.seal("notes", r.Notes)
+	if s.err != nil {
+		return false, s.err
+	}
+	var effective *time.Time
+	if !r.EffectiveAt.IsZero() {
+		effective = &r.EffectiveAt
+	}
+	tag, err := tx.Exec(ctx, `INSERT INTO test_results (`+testResultColumns+`, code_index, source_key)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+		ON CONFLICT (user_id, source_key) DO NOTHING`,
+		r.ID, userID, r.CodeSystem, code, name, value, r.ValueType, unit, rng, notes, effective, r.Source, r.CreatedAt,
+		db.codeIndex(userID, r.Code), db.sourceKey("test_results", userID, r.Source, r.SourceID))
+	if err != nil {
+		return false, err
+	}
+	return tag.RowsAffected() == 1, nil
+}

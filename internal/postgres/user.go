@@ -1,0 +1,173 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/vitalnexa/vitalnexa/internal/keyring"
+	"github.com/vitalnexa/vitalnexa/internal/phr"
+)
+
+var _ phr.UserService = (*DB)(nil)
+
+func (db *DB) seal(table, column, rowID, plaintext string) (string, error) {
+	v, err := db.Keys.EncryptString(plaintext, keyring.Field{Table: table, Column: column, RowID: rowID})
+	if err != nil {
+		return "", fmt.Errorf("encrypt %s.%s: %w", table, column, err)
+	}
+	return v, nil
+}
+
+func (db *DB) open(table, column, rowID, value string) (string, error) {
+	s, err := db.Keys.DecryptString(value, keyring.Field{Table: table, Column: column, RowID: rowID})
+	if err != nil {
+		// The cause names table and column only; the client sees a generic message.
+		return "", &wrapped{phr.Errorf(phr.EINTERNAL, "A stored value could not be read."),
+			fmt.Errorf("decrypt %s.%s of %s: %w", table, column, rowID, err)}
+	}
+	return s, nil
+}
+
+// sealer collects the encryptions of one row, so callers check one error.
+type sealer struct {
+	db    *DB
+	table string
+	rowID string
+	err   error
+}
+
+func (s *sealer) seal(column, plaintext string) string {
+	if s.err != nil {
+		return ""
+	}
+	v, err := s.db.seal(s.table, column, s.rowID, plaintext)
+	s.err = err
+	return v
+}
+
+func (s *sealer) open(column, value string) string {
+	if s.err != nil {
+		return ""
+	}
+	v, err := s.db.open(s.table, column, s.rowID, value)
+	s.err = err
+	return v
+}
+
+func (db *DB) emailIndex(email string) []byte {
+	return db.Keys.BlindIndex("email", []byte(keyring.NormalizeEmail(email)))
+}
+
+// CreateUser stores a new unverified account; ECONFLICT when the email is taken.
+func (db *DB) CreateUser(ctx context.Context, u *phr.User, passwordHash string) error {
+	u.ID = uuid.NewString()
+	u.CreatedAt = db.now()
+	u.Role = "user"
+	s := sealer{db: db, table: "users", rowID: u.ID}
+	email := s.seal("email", strings.TrimSpace(u.Email))
+	name := s.seal("full_name", u.FullName)
+	dob := s.seal("date_of_birth", u.DateOfBirth)
+	if s.err != nil {
+		return s.err
+	}
+	return db.asUser(ctx, u.ID, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO users (id, email_index, email, full_name, date_of_birth, password_hash, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (email_index) DO NOTHING`,
+			u.ID, db.emailIndex(u.Email), email, name, dob, passwordHash, u.CreatedAt)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return phr.Errorf(phr.ECONFLICT, "An account with this email exists.")
+		}
+		return nil
+	})
+}
+
+// lookup runs one of the privileged auth_user_id_by_* functions; ENOTFOUND when it finds nobody.
+func (db *DB) lookup(ctx context.Context, fn string, key []byte) (string, error) {
+	var id *string
+	// fn is one of a fixed set of names chosen below, never input.
+	if err := db.Pool.QueryRow(ctx, "SELECT "+fn+"($1)::text", key).Scan(&id); err != nil {
+		return "", FormatError(err)
+	}
+	if id == nil {
+		return "", phr.Errorf(phr.ENOTFOUND, "Not found.")
+	}
+	return *id, nil
+}
+
+// FindCredentialsByEmail finds an account through the email's blind index.
+func (db *DB) FindCredentialsByEmail(ctx context.Context, email string) (*phr.Credentials, error) {
+	id, err := db.lookup(ctx, "auth_user_id_by_email_index", db.emailIndex(email))
+	if err != nil {
+		return nil, err
+	}
+	c := &phr.Credentials{UserID: id}
+	err = db.asUser(ctx, id, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `SELECT password_hash, email_verified_at IS NOT NULL FROM users WHERE id = $1`, id).
+			Scan(&c.PasswordHash, &c.EmailVerified)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// CreateEmailVerification stores a verification token's hash for userID.
+func (db *DB) CreateEmailVerification(ctx context.Context, userID string, tokenHash []byte, expiresAt time.Time) error {
+	return db.asUser(ctx, userID, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO email_verifications (token_hash, user_id, expires_at, created_at) VALUES ($1, $2, $3, $4)`,
+			tokenHash, userID, expiresAt, db.now())
+		return err
+	})
+}
+
+// VerifyEmail spends a verification token and marks its account verified.
+func (db *DB) VerifyEmail(ctx context.Context, tokenHash []byte) (string, error) {
+	id, err := db.lookup(ctx, "auth_user_id_by_verification", tokenHash)
+	if err == nil {
+		err = db.asUser(ctx, id, func(tx pgx.Tx) error {
+			now := db.now()
+			tag, err := tx.Exec(ctx, `UPDATE email_verifications SET used_at = $2
+			WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2`, tokenHash, now)
+			if err != nil {
+				return err
+			}
+			if tag.RowsAffected() == 0 {
+				return phr.Errorf(phr.ENOTFOUND, "The verification link is invalid or has expired.")
+			}
+			_, err = tx.Exec(ctx, `UPDATE users SET email_verified_at = coalesce(email_verified_at, $2), updated_at = $2 WHERE id = $1`, id, now)
+			return err
+		})
+	}
+	if phr.ErrorCode(err) == phr.ENOTFOUND {
+		return "", phr.Errorf(phr.ENOTFOUND, "The verification link is invalid or has expired.")
+	}
+	return id, err
+}
+
+// FindUserByID returns the user in the context; ENOTFOUND for anyone else.
+func (db *DB) FindUserByID(ctx context.Context, id string) (*phr.User, error) {
+	if uuid.Validate(id) != nil {
+		return nil, phr.Errorf(phr.ENOTFOUND, "Not found.")
+	}
+	u := &phr.User{ID: id}
+	var email, name, dob string
+	var verified *time.Time
+	err := db.withUser(ctx, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `SELECT email, full_name, date_of_birth, role, email_verified_at, created_at FROM users WHERE id = $1`, id).
+			Scan(&email, &name, &dob, &u.Role, &verified, &u.CreatedAt)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s := sealer{db: db, table: "users", rowID: id}
+	u.Email, u.FullName, u.DateOfBirth = s.open("email", email), s.open("full_name", name), s.open("date_of_birth", dob)
+	u.EmailVerified = verified != nil
+	return u, s.err
+}

@@ -1,0 +1,85 @@
+package web
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/vitalnexa/vitalnexa/internal/phr"
+)
+
+type testResultJSON struct {
+	ID             string     `json:"id"`
+	CodeSystem     string     `json:"code_system"`
+	Code           string     `json:"code"`
+	Name           string     `json:"name"`
+	Value          string     `json:"value"`
+	ValueType      string     `json:"value_type"`
+	Unit           string     `json:"unit"`
+	ReferenceRange string     `json:"reference_range"`
+	Notes          string     `json:"notes"`
+	EffectiveAt    *time.Time `json:"effective_at"`
+	Source         string     `json:"source"`
+	CreatedAt      time.Time  `json:"created_at"`
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func toTestResultJSON(r *phr.TestResult) testResultJSON {
+	return testResultJSON{ID: r.ID, CodeSystem: r.CodeSystem, Code: r.Code, Name: r.Name, Value: r.Value,
+		ValueType: r.ValueType, Unit: r.Unit, ReferenceRange: r.ReferenceRange, Notes: r.Notes,
+		EffectiveAt: timePtr(r.EffectiveAt), Source: r.Source, CreatedAt: r.CreatedAt.UTC()}
+}
+
+// pageQuery reads limit and cursor; the contract has already checked their form.
+func pageQuery(r *http.Request) (limit int, cursor string, err error) {
+	q := r.URL.Query()
+	if v := q.Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 100 {
+			return 0, "", phr.FieldErrorf(phr.EINVALID, "limit", "must be an integer between 1 and 100")
+		}
+	}
+	return limit, q.Get("cursor"), nil
+}
+
+type listJSON[T any] struct {
+	Items      []T    `json:"items"`
+	NextCursor string `json:"next_cursor"`
+}
+
+func (s *Server) handleTestResultList() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		limit, cursor, err := pageQuery(r)
+		if err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
+		items, next, err := s.opts.TestResults.FindTestResults(r.Context(), phr.TestResultFilter{
+			Code: r.URL.Query().Get("code"), Cursor: cursor, Limit: limit})
+		if err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
+		out := listJSON[testResultJSON]{Items: make([]testResultJSON, 0, len(items)), NextCursor: next}
+		for _, it := range items {
+			out.Items = append(out.Items, toTestResultJSON(it))
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+}
+
+func (s *Server) handleTestResultGet() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		res, err := s.opts.TestResults.FindTestResultByID(r.Context(), r.PathValue("id"))
+		if err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, toTestResultJSON(res))
+	})
+}
