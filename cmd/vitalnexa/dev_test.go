@@ -272,7 +272,10 @@ func pgDump(t *testing.T, dir string) string {
 }
 
 func TestDevServesRealPatientDataEndToEnd(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "var")
+	tmp := t.TempDir()
+	os.Chmod(tmp, 0o755) // the postgres user (when we are root) must reach it
+	os.Chmod(filepath.Dir(tmp), 0o755)
+	dir := filepath.Join(tmp, "var")
 	d := startDev(t, dir)
 	defer func() {
 		if d != nil {

@@ -46,6 +46,7 @@ func Main(m *testing.M) {
 				return m.Run()
 			}
 			defer os.RemoveAll(dir)
+			os.Chmod(dir, 0o755) // the postgres user (when we are root) must reach it
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			c, err := devdb.Start(ctx, devdb.Options{Dir: filepath.Join(dir, "pg"), Password: rolePassword("postgres", dir), Fast: true})
 			cancel()

@@ -128,7 +128,7 @@ func (db *DB) insertHealthRecord(ctx context.Context, tx pgx.Tx, userID string, 
 	tag, err := tx.Exec(ctx, `INSERT INTO health_records (`+healthRecordColumns+`, source_key)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (user_id, source_key) DO NOTHING`,
 		r.ID, userID, r.Kind, title, content, optionalTime(r.RecordedAt), r.Source, now, now,
-		db.sourceKey("health_records", userID, r.Source, r.SourceID))
+		db.sourceKey("health_records/"+r.Kind, userID, r.Source, r.SourceID))
 	if err != nil {
 		return false, err
 	}

@@ -234,7 +234,7 @@ func TestEncryptedColumnsHoldOnlyCiphertext(t *testing.T) {
 		}
 	}
 	// The database itself refuses plaintext in an encrypted column, whoever writes it.
-	_, err = owner.Exec(context.Background(), `UPDATE users SET full_name = 'Alice Plain'`)
+	_, err = pgtest.MustPool(t, d.AdminURL, 1).Exec(context.Background(), `UPDATE users SET full_name = 'Alice Plain'`)
 	if err == nil {
 		t.Fatal("plaintext full_name accepted")
 	}
@@ -383,7 +383,7 @@ func TestAuditLogIsAppendOnly(t *testing.T) {
 	if err := store.WriteAuditEvent(ctx, &phr.AuditEvent{Timestamp: time.Now(), Action: "GET /healthz", StatusCode: 200, RequestID: "r1"}); err != nil {
 		t.Fatal(err)
 	}
-	for name, url := range map[string]string{"app": d.AppURL, "owner": d.OwnerURL} {
+	for name, url := range map[string]string{"app": d.AppURL, "owner": d.OwnerURL, "superuser": d.AdminURL} {
 		pool := pgtest.MustPool(t, url, 1)
 		for _, stmt := range []string{"UPDATE audit_log SET status_code = 500", "DELETE FROM audit_log", "TRUNCATE audit_log"} {
 			if _, err := pool.Exec(ctx, stmt); err == nil {

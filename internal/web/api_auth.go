@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"net/mail"
 	"net/url"
@@ -246,7 +247,7 @@ func (s *Server) issue(userID string, sess *phr.Session, refresh string) (*token
 		return nil, err
 	}
 	return &tokenPair{AccessToken: access, RefreshToken: refresh, TokenType: "Bearer",
-		ExpiresIn: int(exp.Sub(s.now()).Round(time.Second).Seconds()), expiresAt: sess.ExpiresAt}, nil
+		ExpiresIn: int(math.Ceil(exp.Sub(s.now()).Seconds())), expiresAt: sess.ExpiresAt}, nil
 }
 
 // handleToken is sign-in for API clients: tokens in the body.

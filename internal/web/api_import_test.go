@@ -76,11 +76,11 @@ func TestInvalidBundleStoresNothing(t *testing.T) {
 	e := MustEnv(t)
 	ana := e.MustVerifiedUser("ana@example.com")
 	for name, body := range map[string]string{
-		"not a bundle":                 `{"resourceType":"Patient"}`,
-		"value of the wrong type":      `{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Observation","id":"x","category":[{"coding":[{"code":"laboratory"}]}],"code":{"text":"Glucose"},"valueQuantity":{"value":"ninety"}}}]}`,
-		"entry without a resource":     `{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:1"}]}`,
-		"valid entry, then a bad one":  `{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Condition","id":"c9","code":{"text":"Gout"}}},{"resource":{"resourceType":"Observation","id":"o9","code":"oops"}}]}`,
-		"not JSON":                     `{"resourceType":"Bundle",`,
+		"not a bundle":                `{"resourceType":"Patient"}`,
+		"value of the wrong type":     `{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Observation","id":"x","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"laboratory"}]}],"code":{"coding":[{"system":"http://loinc.org","code":"2339-0"}]},"valueQuantity":{"value":"ninety"}}}]}`,
+		"entry without a resource":    `{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:1"}]}`,
+		"valid entry, then a bad one": `{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Condition","id":"c9","code":{"text":"Gout"}}},{"resource":{"resourceType":"Observation","id":"o9","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"laboratory"}]}],"code":"oops"}}]}`,
+		"not JSON":                    `{"resourceType":"Bundle",`,
 	} {
 		r := e.do("POST", "/api/imports/fhir", ana, body)
 		if r.status != http.StatusBadRequest {

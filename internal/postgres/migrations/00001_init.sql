@@ -135,7 +135,8 @@ $$;
 -- +goose StatementEnd
 CREATE TRIGGER audit_log_no_update BEFORE UPDATE OR DELETE ON audit_log
     FOR EACH ROW EXECUTE FUNCTION audit_log_refuse_change();
-CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+-- Statement-level too: a statement that sees no rows (RLS) must fail as loudly.
+CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_log
     FOR EACH STATEMENT EXECUTE FUNCTION audit_log_refuse_change();
 
 -- Row-level security: on, and forced, on every table that holds a user's data.
@@ -173,6 +174,8 @@ CREATE POLICY health_records_own ON health_records
 ALTER TABLE audit_log ENABLE ROW LEVEL SECURITY;
 ALTER TABLE audit_log FORCE ROW LEVEL SECURITY;
 CREATE POLICY audit_log_append ON audit_log FOR INSERT WITH CHECK (true);
+-- The owner (operators' tools: audit verify and export) reads it.
+CREATE POLICY audit_log_owner_read ON audit_log FOR SELECT TO vitalnexa_owner USING (true);
 
 -- The few lookups that must look across users before anyone is authenticated. Each maps a
 -- keyed hash to a user id and nothing more; the caller then acts as that user under RLS.

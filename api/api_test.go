@@ -1,0 +1,249 @@
+package api
+
+import (
+	"context"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+
+	"github.com/vitalnexa/vitalnexa/internal/phr"
+)
+
+// mustLoadSpec loads and validates Spec, failing the test when either step fails.
+func mustLoadSpec(tb testing.TB) *openapi3.T {
+	tb.Helper()
+	loader := openapi3.NewLoader()
+	doc, err := loader.LoadFromData(Spec)
+	if err != nil {
+		tb.Fatalf("LoadFromData: %v", err)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		tb.Fatalf("Validate: %v", err)
+	}
+	return doc
+}
+
+// specOperation is one operation of the contract with its method and path.
+type specOperation struct {
+	method, path string
+	op           *openapi3.Operation
+}
+
+func specOperations(doc *openapi3.T) []specOperation {
+	var ops []specOperation
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			ops = append(ops, specOperation{method: method, path: path, op: op})
+		}
+	}
+	sort.Slice(ops, func(i, j int) bool {
+		return ops[i].path+" "+ops[i].method < ops[j].path+" "+ops[j].method
+	})
+	return ops
+}
+
+func TestSpecLoadsAndValidates(t *testing.T) {
+	doc := mustLoadSpec(t)
+	if got, want := doc.OpenAPI, "3.0.3"; got != want {
+		t.Fatalf("openapi version = %q, want %q", got, want)
+	}
+}
+
+// TestSpecRoutes pins the route list: handlers are registered on these exact patterns, so
+// a renamed or dropped path must fail here rather than turn into 404s in production.
+func TestSpecRoutes(t *testing.T) {
+	doc := mustLoadSpec(t)
+	want := []string{
+		"GET /healthz",
+		"GET /readyz",
+		"POST /api/auth/register",
+		"POST /api/auth/verify-email",
+		"POST /api/auth/token",
+		"POST /api/auth/refresh",
+		"POST /api/auth/login",
+		"POST /api/auth/logout",
+		"GET /api/me",
+		"POST /api/imports/fhir",
+		"GET /api/test-results",
+		"GET /api/test-results/{id}",
+		"GET /api/health-records",
+		"POST /api/health-records",
+		"GET /api/health-records/{id}",
+		"PATCH /api/health-records/{id}",
+		"DELETE /api/health-records/{id}",
+	}
+	var got []string
+	for _, o := range specOperations(doc) {
+		got = append(got, o.method+" "+o.path)
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("routes = %q\nwant %q", got, want)
+	}
+}
+
+// TestSpecPublicOperations checks which operations need no credentials. Every other one
+// must inherit the document's bearer-or-cookie requirement.
+func TestSpecPublicOperations(t *testing.T) {
+	doc := mustLoadSpec(t)
+	public := map[string]bool{
+		"GET /healthz":                true,
+		"GET /readyz":                 true,
+		"POST /api/auth/register":     true,
+		"POST /api/auth/verify-email": true,
+		"POST /api/auth/token":        true,
+		"POST /api/auth/refresh":      true,
+		"POST /api/auth/login":        true,
+	}
+	var schemes []string
+	for _, req := range doc.Security {
+		for name := range req {
+			schemes = append(schemes, name)
+		}
+	}
+	slices.Sort(schemes)
+	if got, want := strings.Join(schemes, ","), "bearerAuth,cookieAuth"; got != want {
+		t.Fatalf("document security schemes = %q, want %q (as alternatives)", got, want)
+	}
+	if got, want := len(doc.Security), 2; got != want {
+		t.Fatalf("document security has %d requirements, want %d alternatives", got, want)
+	}
+	if got, want := doc.Components.SecuritySchemes["cookieAuth"].Value.Name, "__Host-vitalnexa_access"; got != want {
+		t.Fatalf("cookie name = %q, want %q", got, want)
+	}
+	for _, o := range specOperations(doc) {
+		name := o.method + " " + o.path
+		t.Run(name, func(t *testing.T) {
+			isPublic := o.op.Security != nil && len(*o.op.Security) == 0
+			// Attack: a PHI endpoint marked `security: []` by mistake is served without a session.
+			if got, want := isPublic, public[name]; got != want {
+				t.Fatalf("public = %v, want %v", got, want)
+			}
+			if !isPublic && o.op.Security != nil {
+				t.Fatalf("operation overrides the document security; it must inherit it")
+			}
+		})
+	}
+}
+
+// TestSpecRequestBodiesAreClosedAndBounded walks every request schema: objects must refuse
+// unknown properties and strings must have a maximum length, so a client cannot smuggle
+// fields past the handlers or send unbounded strings into bcrypt, the cipher or the logs.
+func TestSpecRequestBodiesAreClosedAndBounded(t *testing.T) {
+	doc := mustLoadSpec(t)
+	for _, o := range specOperations(doc) {
+		t.Run(o.method+" "+o.path, func(t *testing.T) {
+			for _, p := range o.op.Parameters {
+				checkBounded(t, "parameter "+p.Value.Name, p.Value.Schema, false)
+			}
+			for _, p := range doc.Paths.Value(o.path).Parameters {
+				checkBounded(t, "parameter "+p.Value.Name, p.Value.Schema, false)
+			}
+			if o.op.RequestBody == nil {
+				return
+			}
+			// The FHIR import's bundle is free-form by design; the importer validates it.
+			openObjects := o.op.Extensions["x-vitalnexa-body-validation"] == "json-object"
+			for mediaType, mt := range o.op.RequestBody.Value.Content {
+				if !strings.HasSuffix(mediaType, "json") {
+					t.Errorf("request media type %q is not JSON", mediaType)
+				}
+				checkBounded(t, "body", mt.Schema, !openObjects)
+			}
+		})
+	}
+}
+
+// checkBounded reports every string schema under ref without maxLength and, when closed,
+// every object schema that allows additional properties.
+func checkBounded(t *testing.T, at string, ref *openapi3.SchemaRef, closed bool) {
+	t.Helper()
+	if ref == nil || ref.Value == nil {
+		return
+	}
+	s := ref.Value
+	if s.Type.Is(openapi3.TypeString) && s.MaxLength == nil && len(s.Enum) == 0 {
+		t.Errorf("%s: string without maxLength", at)
+	}
+	if s.Type.Is(openapi3.TypeObject) {
+		if closed && (s.AdditionalProperties.Has == nil || *s.AdditionalProperties.Has) {
+			t.Errorf("%s: object without additionalProperties: false", at)
+		}
+		for name, p := range s.Properties {
+			checkBounded(t, at+"/"+name, p, closed)
+		}
+	}
+	if s.Items != nil {
+		checkBounded(t, at+"/items", s.Items, closed)
+	}
+}
+
+// TestSpecErrorResponsesAreProblems checks that every 4xx and 5xx answer is documented as
+// application/problem+json with the Problem schema, so clients have one error shape.
+func TestSpecErrorResponsesAreProblems(t *testing.T) {
+	doc := mustLoadSpec(t)
+	// /readyz answers 503 with its {status} body: load balancers read it, not people.
+	exceptions := map[string]bool{"GET /readyz 503": true}
+	for _, o := range specOperations(doc) {
+		t.Run(o.method+" "+o.path, func(t *testing.T) {
+			for status, resp := range o.op.Responses.Map() {
+				if status[0] != '4' && status[0] != '5' && status != "default" {
+					continue
+				}
+				if exceptions[o.method+" "+o.path+" "+status] {
+					continue
+				}
+				mt := resp.Value.Content.Get("application/problem+json")
+				if mt == nil || len(resp.Value.Content) != 1 {
+					t.Errorf("%s: not documented as application/problem+json only", status)
+					continue
+				}
+				if got, want := mt.Schema.Ref, "#/components/schemas/Problem"; got != want {
+					t.Errorf("%s: schema = %q, want %q", status, got, want)
+				}
+			}
+			if o.op.Responses.Value("500") == nil {
+				t.Errorf("500 is not documented")
+			}
+		})
+	}
+}
+
+// TestSpecProblemCodes checks that every error code of phr can be written in a Problem.
+func TestSpecProblemCodes(t *testing.T) {
+	doc := mustLoadSpec(t)
+	problem := doc.Components.Schemas["Problem"].Value
+	for _, field := range []string{"type", "title", "status", "code", "request_id"} {
+		if !slices.Contains(problem.Required, field) {
+			t.Errorf("Problem.%s is not required", field)
+		}
+	}
+	var codes []string
+	for _, v := range problem.Properties["code"].Value.Enum {
+		codes = append(codes, v.(string))
+	}
+	for _, code := range []string{phr.EINVALID, phr.ENOTFOUND, phr.EUNAUTHORIZED, phr.EFORBIDDEN,
+		phr.ECONFLICT, phr.ELOCKED, phr.ETOOMANY, phr.ETOOLARGE, phr.EUNAVAILABLE, phr.EINTERNAL} {
+		t.Run(code, func(t *testing.T) {
+			if !slices.Contains(codes, code) {
+				t.Fatalf("code %q missing from Problem.code enum %q", code, codes)
+			}
+		})
+	}
+}
+
+// TestSpecHealthRecordKinds keeps the contract's kinds and the domain's in step.
+func TestSpecHealthRecordKinds(t *testing.T) {
+	doc := mustLoadSpec(t)
+	var kinds []string
+	for _, v := range doc.Components.Schemas["HealthRecordKind"].Value.Enum {
+		kinds = append(kinds, v.(string))
+	}
+	if got, want := kinds, phr.HealthRecordKinds; !slices.Equal(got, want) {
+		t.Fatalf("HealthRecordKind enum = %q, want phr.HealthRecordKinds %q", got, want)
+	}
+}
