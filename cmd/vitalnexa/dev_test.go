@@ -30,8 +30,12 @@ type syncBuffer struct {
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -59,7 +63,9 @@ func startDev(t *testing.T, dir string) *devInstance {
 	env := map[string]string{"VITALNEXA_DATA_DIR": dir, "VITALNEXA_ADDR": addr}
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &devInstance{t: t, base: "http://" + addr, dir: dir, stderr: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
-	go func() { d.done <- run(ctx, []string{"dev"}, func(k string) string { return env[k] }, nil, io.Discard, d.stderr) }()
+	go func() {
+		d.done <- run(ctx, []string{"dev"}, func(k string) string { return env[k] }, nil, io.Discard, d.stderr)
+	}()
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		resp, err := http.Get(d.base + "/healthz")
@@ -236,7 +242,7 @@ func readBundleFacts(t *testing.T, data []byte) bundleFacts {
 			if lab && (q || cc || s) {
 				f.labs++
 				var code struct {
-					Text   string                   `json:"text"`
+					Text   string                     `json:"text"`
 					Coding []struct{ Display string } `json:"coding"`
 				}
 				json.Unmarshal(e.Resource["code"], &code)

@@ -125,4 +125,3 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, ready func(add
 	}
 	return nil
 }
-

@@ -189,8 +189,11 @@ func TestCrossUserAccessIsNotFound(t *testing.T) {
 	}
 	title := "stolen"
 	for name, err := range map[string]error{
-		"read":   func() error { _, err := d.DB.FindHealthRecordByID(bob, rec.ID); return err }(),
-		"update": func() error { _, err := d.DB.UpdateHealthRecord(bob, rec.ID, phr.HealthRecordUpdate{Title: &title}); return err }(),
+		"read": func() error { _, err := d.DB.FindHealthRecordByID(bob, rec.ID); return err }(),
+		"update": func() error {
+			_, err := d.DB.UpdateHealthRecord(bob, rec.ID, phr.HealthRecordUpdate{Title: &title})
+			return err
+		}(),
 		"delete": d.DB.DeleteHealthRecord(bob, rec.ID),
 	} {
 		if got := phr.ErrorCode(err); got != phr.ENOTFOUND {
