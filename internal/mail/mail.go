@@ -77,14 +77,37 @@ func Format(from string, m *phr.Mail, now time.Time) ([]byte, error) {
 	fmt.Fprintf(&b, "Subject: %s\r\n", mime.QEncoding.Encode("utf-8", m.Subject))
 	fmt.Fprintf(&b, "Date: %s\r\n", now.UTC().Format(time.RFC1123Z))
 	fmt.Fprintf(&b, "Message-ID: <%s@vitalnexa>\r\n", hex.EncodeToString(rnd[:]))
-	b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n")
-	w := quotedprintable.NewWriter(&b)
-	if _, err := w.Write([]byte(strings.ReplaceAll(m.Text, "\n", "\r\n"))); err != nil {
-		return nil, err
-	}
-	if err := w.Close(); err != nil {
-		return nil, err
+	text := strings.ReplaceAll(m.Text, "\n", "\r\n")
+	if plain7bit(text) {
+		// Short ASCII lines go as they are, so a link stays readable (and clickable) in the raw file.
+		b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\n")
+		b.WriteString(text)
+	} else {
+		b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n")
+		w := quotedprintable.NewWriter(&b)
+		if _, err := w.Write([]byte(text)); err != nil {
+			return nil, err
+		}
+		if err := w.Close(); err != nil {
+			return nil, err
+		}
 	}
 	b.WriteString("\r\n")
 	return b.Bytes(), nil
+}
+
+// plain7bit reports whether text may be sent without encoding: ASCII, lines of at most
+// 998 bytes (RFC 5322).
+func plain7bit(text string) bool {
+	for _, line := range strings.Split(text, "\r\n") {
+		if len(line) > 998 {
+			return false
+		}
+		for i := 0; i < len(line); i++ {
+			if c := line[i]; c >= 0x80 || (c < 0x20 && c != '\t') {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -49,6 +49,21 @@ func TestDirMailerWritesReadableEML(t *testing.T) {
 	if !strings.Contains(body, link) {
 		t.Fatalf("body does not hold the link intact: %q", body)
 	}
+	raw, _ := os.ReadFile(files[0])
+	if !strings.Contains(string(raw), link) {
+		t.Fatalf("the raw .eml does not show the link as it is: %q", raw)
+	}
+	// Non-ASCII text is encoded, and decodes back.
+	if err := d.SendMail(context.Background(), &phr.Mail{To: "ana@example.com", Subject: "x", Text: "Grüße\n"}); err != nil {
+		t.Fatal(err)
+	}
+	files, _ = filepath.Glob(filepath.Join(dir, "*.eml"))
+	f2, _ := os.Open(files[len(files)-1])
+	defer f2.Close()
+	m2, _ := mail.ReadMessage(f2)
+	if got, _ := ReadText(m2); !strings.Contains(got, "Grüße") {
+		t.Fatalf("non-ASCII body = %q", got)
+	}
 }
 
 func TestFormatRefusesHeaderInjection(t *testing.T) {
