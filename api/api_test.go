@@ -61,11 +61,27 @@ func TestSpecRoutes(t *testing.T) {
 		"GET /readyz",
 		"POST /api/auth/register",
 		"POST /api/auth/verify-email",
+		"POST /api/auth/resend-verification",
 		"POST /api/auth/token",
 		"POST /api/auth/refresh",
 		"POST /api/auth/login",
+		"POST /api/auth/unlock",
+		"POST /api/auth/password-reset",
+		"POST /api/auth/password-reset/confirm",
 		"POST /api/auth/logout",
 		"GET /api/me",
+		"POST /api/me/password",
+		"POST /api/me/mfa/totp",
+		"POST /api/me/mfa/totp/confirm",
+		"GET /api/sessions",
+		"DELETE /api/sessions",
+		"DELETE /api/sessions/{id}",
+		"GET /api/admin/users",
+		"POST /api/admin/users/{id}/lock",
+		"POST /api/admin/users/{id}/unlock",
+		"POST /api/admin/users/{id}/disable",
+		"POST /api/admin/users/{id}/enable",
+		"DELETE /api/admin/users/{id}/sessions",
 		"POST /api/imports/fhir",
 		"GET /api/test-results",
 		"GET /api/test-results/{id}",
@@ -91,13 +107,17 @@ func TestSpecRoutes(t *testing.T) {
 func TestSpecPublicOperations(t *testing.T) {
 	doc := mustLoadSpec(t)
 	public := map[string]bool{
-		"GET /healthz":                true,
-		"GET /readyz":                 true,
-		"POST /api/auth/register":     true,
-		"POST /api/auth/verify-email": true,
-		"POST /api/auth/token":        true,
-		"POST /api/auth/refresh":      true,
-		"POST /api/auth/login":        true,
+		"GET /healthz":                          true,
+		"GET /readyz":                           true,
+		"POST /api/auth/register":               true,
+		"POST /api/auth/verify-email":           true,
+		"POST /api/auth/resend-verification":    true,
+		"POST /api/auth/token":                  true,
+		"POST /api/auth/refresh":                true,
+		"POST /api/auth/login":                  true,
+		"POST /api/auth/unlock":                 true,
+		"POST /api/auth/password-reset":         true,
+		"POST /api/auth/password-reset/confirm": true,
 	}
 	var schemes []string
 	for _, req := range doc.Security {
@@ -213,7 +233,12 @@ func TestSpecErrorResponsesAreProblems(t *testing.T) {
 	}
 }
 
-// TestSpecProblemCodes checks that every error code of phr can be written in a Problem.
+// specWebCodes are the codes the web layer adds to phr's (internal/web cannot be imported
+// here: it imports this package). mfa_required is a 401 whose password checked out.
+var specWebCodes = []string{"unsupported_media_type", "method_not_allowed", "mfa_required"}
+
+// TestSpecProblemCodes checks that every error code of phr and of the web layer can be
+// written in a Problem.
 func TestSpecProblemCodes(t *testing.T) {
 	doc := mustLoadSpec(t)
 	problem := doc.Components.Schemas["Problem"].Value
@@ -226,8 +251,9 @@ func TestSpecProblemCodes(t *testing.T) {
 	for _, v := range problem.Properties["code"].Value.Enum {
 		codes = append(codes, v.(string))
 	}
-	for _, code := range []string{phr.EINVALID, phr.ENOTFOUND, phr.EUNAUTHORIZED, phr.EFORBIDDEN,
-		phr.ECONFLICT, phr.ELOCKED, phr.ETOOMANY, phr.ETOOLARGE, phr.EUNAVAILABLE, phr.EINTERNAL} {
+	phrCodes := []string{phr.EINVALID, phr.ENOTFOUND, phr.EUNAUTHORIZED, phr.EFORBIDDEN,
+		phr.ECONFLICT, phr.ELOCKED, phr.ETOOMANY, phr.ETOOLARGE, phr.EUNAVAILABLE, phr.EINTERNAL}
+	for _, code := range append(phrCodes, specWebCodes...) {
 		t.Run(code, func(t *testing.T) {
 			if !slices.Contains(codes, code) {
 				t.Fatalf("code %q missing from Problem.code enum %q", code, codes)
@@ -245,5 +271,51 @@ func TestSpecHealthRecordKinds(t *testing.T) {
 	}
 	if got, want := kinds, phr.HealthRecordKinds; !slices.Equal(got, want) {
 		t.Fatalf("HealthRecordKind enum = %q, want phr.HealthRecordKinds %q", got, want)
+	}
+}
+
+// TestSpecAdminSeesNoPHI walks every answer of the admin operations: admins manage the
+// security state of accounts and must never be shown who the account belongs to.
+func TestSpecAdminSeesNoPHI(t *testing.T) {
+	doc := mustLoadSpec(t)
+	phi := []string{"email", "full_name", "name", "date_of_birth"}
+	var walk func(t *testing.T, at string, ref *openapi3.SchemaRef, seen map[*openapi3.Schema]bool)
+	walk = func(t *testing.T, at string, ref *openapi3.SchemaRef, seen map[*openapi3.Schema]bool) {
+		if ref == nil || ref.Value == nil || seen[ref.Value] {
+			return
+		}
+		seen[ref.Value] = true
+		for name, p := range ref.Value.Properties {
+			if slices.Contains(phi, name) {
+				t.Errorf("%s/%s: PHI in an admin answer", at, name)
+			}
+			walk(t, at+"/"+name, p, seen)
+		}
+		walk(t, at+"/items", ref.Value.Items, seen)
+		for _, group := range []openapi3.SchemaRefs{ref.Value.AllOf, ref.Value.AnyOf, ref.Value.OneOf} {
+			for _, s := range group {
+				walk(t, at, s, seen)
+			}
+		}
+	}
+	n := 0
+	for _, o := range specOperations(doc) {
+		if !strings.HasPrefix(o.path, "/api/admin/") {
+			continue
+		}
+		n++
+		t.Run(o.method+" "+o.path, func(t *testing.T) {
+			if !slices.Equal(o.op.Tags, []string{"admin"}) {
+				t.Errorf("tags = %q, want [admin]", o.op.Tags)
+			}
+			for status, resp := range o.op.Responses.Map() {
+				for _, mt := range resp.Value.Content {
+					walk(t, status, mt.Schema, map[*openapi3.Schema]bool{})
+				}
+			}
+		})
+	}
+	if n == 0 {
+		t.Fatal("no admin operations in the contract")
 	}
 }

@@ -43,6 +43,13 @@ type Config struct {
 	TLSCert        string // VITALNEXA_TLS_CERT
 	TLSKey         string // VITALNEXA_TLS_KEY
 	AccessTokenTTL time.Duration
+	IdleTimeout    time.Duration // VITALNEXA_SESSION_IDLE_TIMEOUT
+
+	BreachCheck   string // VITALNEXA_BREACH_CHECK: "remote" (default: HIBP and offline) or "offline"
+	BreachURL     string // VITALNEXA_HIBP_URL
+	BreachFile    string // VITALNEXA_BREACHED_PASSWORDS_FILE
+	RateLimitIP   int    // VITALNEXA_RATE_LIMIT_IP: auth requests per client address per minute
+	RateLimitAcct int    // VITALNEXA_RATE_LIMIT_ACCOUNT: auth requests per account per 15 minutes
 }
 
 func loadConfig(getenv func(string) string) (*Config, error) {
@@ -61,6 +68,28 @@ func loadConfig(getenv func(string) string) (*Config, error) {
 		TLSCert:        env("VITALNEXA_TLS_CERT", ""),
 		TLSKey:         env("VITALNEXA_TLS_KEY", ""),
 		AccessTokenTTL: 15 * time.Minute,
+		BreachCheck:    env("VITALNEXA_BREACH_CHECK", "remote"),
+		BreachURL:      env("VITALNEXA_HIBP_URL", "https://api.pwnedpasswords.com"),
+		BreachFile:     env("VITALNEXA_BREACHED_PASSWORDS_FILE", ""),
+	}
+	var err error
+	if c.IdleTimeout, err = time.ParseDuration(env("VITALNEXA_SESSION_IDLE_TIMEOUT", "15m")); err != nil ||
+		c.IdleTimeout < time.Minute || c.IdleTimeout > 24*time.Hour {
+		return nil, fmt.Errorf("VITALNEXA_SESSION_IDLE_TIMEOUT must be a duration from 1m to 24h, such as 15m")
+	}
+	switch c.BreachCheck {
+	case "remote", "offline":
+	default:
+		return nil, fmt.Errorf("VITALNEXA_BREACH_CHECK must be \"remote\" or \"offline\"")
+	}
+	for name, dst := range map[string]*int{"VITALNEXA_RATE_LIMIT_IP": &c.RateLimitIP, "VITALNEXA_RATE_LIMIT_ACCOUNT": &c.RateLimitAcct} {
+		if v := env(name, ""); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 1000000 {
+				return nil, fmt.Errorf("%s must be a number from 1 to 1000000", name)
+			}
+			*dst = n
+		}
 	}
 	c.MailDir = env("VITALNEXA_MAIL_DIR", strings.TrimRight(c.DataDir, "/")+"/mail")
 	c.PublicURL = strings.TrimRight(env("VITALNEXA_PUBLIC_URL", "http://"+c.Addr), "/")
@@ -73,7 +102,6 @@ func loadConfig(getenv func(string) string) (*Config, error) {
 		}
 		c.DatabaseMaxConns = int32(n)
 	}
-	var err error
 	if c.MasterKey, err = base64Secret(getenv, "VITALNEXA_MASTER_KEY", 32, 32); err != nil {
 		return nil, err
 	}

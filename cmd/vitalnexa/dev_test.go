@@ -139,19 +139,25 @@ func (d *devInstance) register(email, password string) string {
 		"full_name": "Dev Tester", "date_of_birth": "1975-06-07"}); st != 202 {
 		d.t.Fatalf("register: %d %v", st, m)
 	}
-	files, _ := filepath.Glob(filepath.Join(d.dir, "mail", "*.eml"))
-	sort.Strings(files)
+	// The mail goes out just after the answer: look for it for a while.
 	var token string
-	for _, f := range files {
-		fh, _ := os.Open(f)
-		msg, err := mail.ReadMessage(bufio.NewReader(fh))
-		if err == nil && strings.Contains(msg.Header.Get("To"), email) {
-			text, _ := vnmail.ReadText(msg)
-			if m := linkToken.FindStringSubmatch(text); m != nil {
-				token = m[1]
+	for deadline := time.Now().Add(10 * time.Second); token == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		files, _ := filepath.Glob(filepath.Join(d.dir, "mail", "*.eml"))
+		sort.Strings(files)
+		for _, f := range files {
+			fh, err := os.Open(f)
+			if err != nil {
+				continue
 			}
+			msg, err := mail.ReadMessage(bufio.NewReader(fh))
+			if err == nil && strings.Contains(msg.Header.Get("To"), email) {
+				text, _ := vnmail.ReadText(msg)
+				if m := linkToken.FindStringSubmatch(text); m != nil {
+					token = m[1]
+				}
+			}
+			fh.Close()
 		}
-		fh.Close()
 	}
 	if token == "" {
 		d.t.Fatalf("no verification mail for %s in %s", email, filepath.Join(d.dir, "mail"))

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/hkdf"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -57,7 +59,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, ready func(add
 	if err != nil {
 		return err
 	}
-	db := &postgres.DB{Pool: pool, Keys: keys}
+	db := &postgres.DB{Pool: pool, Keys: keys, IdleTimeout: cfg.IdleTimeout}
 	hasher, err := auth.NewHasher(auth.HasherOptions{Pepper: cfg.Pepper})
 	if err != nil {
 		return err
@@ -68,8 +70,21 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, ready func(add
 	if err != nil {
 		return err
 	}
+	breach, err := auth.NewBreachChecker(auth.BreachOptions{BaseURL: cfg.BreachURL, OfflineFile: cfg.BreachFile,
+		Disabled: cfg.BreachCheck == "offline"})
+	if err != nil {
+		return err
+	}
+	refreshKey, err := hkdf.Key(sha256.New, cfg.JWTSecret, nil, "vitalnexa refresh successor v1", 32)
+	if err != nil {
+		return err
+	}
 	srv, err := web.NewServer(web.Options{
-		Logger: logger, Users: db, Sessions: db, TestResults: db, HealthRecords: db, Imports: db,
+		Logger: logger, Users: db, Accounts: db, Admin: db, Sessions: db, TestResults: db, HealthRecords: db, Imports: db,
+		RateLimiter: &postgres.RateLimiter{Pool: pool, Keys: keys},
+		Limits: web.RateLimits{PerIP: web.RateLimit{N: cfg.RateLimitIP, Window: time.Minute},
+			PerAccount: web.RateLimit{N: cfg.RateLimitAcct, Window: 15 * time.Minute}},
+		Breach: breach, RefreshKey: refreshKey,
 		Audit:  &postgres.AuditStore{Pool: auditPool},
 		Mailer: &mail.DirMailer{Dir: cfg.MailDir, From: cfg.MailFrom},
 		Hasher: hasher, Tokens: tokens, Passwords: auth.PasswordPolicy{NIST: cfg.PasswordPolicy == "nist"},
@@ -123,5 +138,6 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, ready func(add
 	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	srv.Close() // mail still on its way
 	return nil
 }

@@ -7,19 +7,28 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/vitalnexa/vitalnexa/internal/phr"
 	"golang.org/x/crypto/bcrypt"
 )
 
-var testPepper = []byte("vitalnexa-test-pepper-0123456789abcdef") // 38 bytes
+var (
+	testPepper  = []byte("vitalnexa-test-pepper-0123456789abcdef") // 38 bytes
+	testPepper2 = []byte("vitalnexa-test-pepper-two-9876543210fedcba")
+)
 
-// MustHasher returns a fast Hasher (bcrypt.MinCost) with the test pepper.
+// MustHasher returns a fast Hasher (bcrypt.MinCost) with the test pepper, unless opts names
+// peppers of its own.
 func MustHasher(tb testing.TB, opts HasherOptions) *Hasher {
 	tb.Helper()
-	if opts.Pepper == nil {
+	if opts.Pepper == nil && opts.Peppers == nil {
 		opts.Pepper = testPepper
 	}
 	if opts.Cost == 0 {
@@ -195,6 +204,24 @@ func TestNewHasherRefuses(t *testing.T) {
 		{"cost below bcrypt minimum", HasherOptions{Pepper: testPepper, Cost: bcrypt.MinCost - 1}},
 		{"cost above bcrypt maximum", HasherOptions{Pepper: testPepper, Cost: bcrypt.MaxCost + 1}},
 		{"negative workers", HasherOptions{Pepper: testPepper, Cost: bcrypt.MinCost, Workers: -1}},
+		{"negative max wait", HasherOptions{Pepper: testPepper, Cost: bcrypt.MinCost, MaxWait: -time.Second}},
+		{"negative max queue", HasherOptions{Pepper: testPepper, Cost: bcrypt.MinCost, MaxQueue: -1}},
+		// Two spellings of version 1 would leave it unclear which secret old rows were made with.
+		{"version 1 both as Pepper and in Peppers", HasherOptions{Pepper: testPepper,
+			Peppers: map[int][]byte{1: testPepper2}, Cost: bcrypt.MinCost}},
+		{"short pepper among versions", HasherOptions{Peppers: map[int][]byte{1: testPepper,
+			2: bytes.Repeat([]byte{'p'}, 31)}, CurrentPepper: 1, Cost: bcrypt.MinCost}},
+		{"pepper version 0", HasherOptions{Peppers: map[int][]byte{0: testPepper}, Cost: bcrypt.MinCost}},
+		// parseStored reads at most four digits: hashes of version 10000 could never verify.
+		{"pepper version 10000", HasherOptions{Peppers: map[int][]byte{1: testPepper,
+			10000: testPepper2}, Cost: bcrypt.MinCost}},
+		{"current pepper names no pepper", HasherOptions{Peppers: map[int][]byte{1: testPepper},
+			CurrentPepper: 2, Cost: bcrypt.MinCost}},
+		{"current pepper defaults to 1, which is absent", HasherOptions{
+			Peppers: map[int][]byte{2: testPepper2}, Cost: bcrypt.MinCost}},
+		// A rotation that reuses the old secret under a new number rotates nothing.
+		{"two versions share one pepper", HasherOptions{Peppers: map[int][]byte{1: testPepper,
+			2: bytes.Clone(testPepper)}, CurrentPepper: 2, Cost: bcrypt.MinCost}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -203,8 +230,10 @@ func TestNewHasherRefuses(t *testing.T) {
 			if err == nil {
 				t.Fatalf("NewHasher() = %v, nil; want an error", h)
 			}
-			if len(tt.opts.Pepper) > 0 && strings.Contains(err.Error(), string(tt.opts.Pepper)) {
-				t.Fatalf("error %q contains the pepper", err)
+			for _, pepper := range append([][]byte{tt.opts.Pepper}, slices.Collect(maps.Values(tt.opts.Peppers))...) {
+				if len(pepper) > 0 && strings.Contains(err.Error(), string(pepper)) {
+					t.Fatalf("error %q contains a pepper", err)
+				}
 			}
 		})
 	}
@@ -246,8 +275,7 @@ func TestHasherPoolBound(t *testing.T) {
 		}},
 		// Otherwise a flood of logins for unknown emails would bypass the bound.
 		{"CompareDummy waits", 1, func(ctx context.Context, h *Hasher, _ string) error {
-			h.CompareDummy(ctx, "Abcdef1!")
-			return ctx.Err()
+			return h.CompareDummy(ctx, "Abcdef1!")
 		}},
 		{"third Hash waits with two workers", 2, func(ctx context.Context, h *Hasher, _ string) error {
 			_, err := h.Hash(ctx, "Abcdef1!")
@@ -325,7 +353,7 @@ func TestHasherDummyMatchesCost(t *testing.T) {
 			if got, want := cost, tt.cost; got != want {
 				t.Fatalf("dummy cost = %d, want %d", got, want)
 			}
-			if got, want := version, currentVersion; got != want {
+			if got, want := version, 1; got != want {
 				t.Fatalf("dummy version = %d, want %d", got, want)
 			}
 		})
@@ -358,7 +386,8 @@ func TestHasherNeedsRehash(t *testing.T) {
 
 func TestHasherRedactsPepper(t *testing.T) {
 	t.Parallel()
-	opts := HasherOptions{Pepper: testPepper, Cost: bcrypt.MinCost}
+	opts := HasherOptions{Pepper: testPepper, Peppers: map[int][]byte{2: testPepper2}, CurrentPepper: 2,
+		Cost: bcrypt.MinCost}
 	h := MustHasher(t, opts)
 	var logged bytes.Buffer
 	slog.New(slog.NewJSONHandler(&logged, nil)).Info("start", "hasher", h, "opts", opts)
@@ -367,8 +396,10 @@ func TestHasherRedactsPepper(t *testing.T) {
 		fmt.Sprintf("%v %+v %#v %s", opts, opts, opts, opts),
 		logged.String(),
 	} {
-		if leaks(s, testPepper) {
-			t.Fatalf("pepper leaked in %q", s)
+		for _, pepper := range [][]byte{testPepper, testPepper2} {
+			if leaks(s, pepper) {
+				t.Fatalf("pepper leaked in %q", s)
+			}
 		}
 	}
 }
@@ -386,6 +417,223 @@ func leaks(s string, secret []byte) bool {
 		}
 	}
 	return false
+}
+
+// MustHoldSlots takes every worker slot of h, the way a running Hash does, and returns a
+// function that gives them back.
+func MustHoldSlots(tb testing.TB, h *Hasher) (releaseAll func()) {
+	tb.Helper()
+	releases := make([]func(), cap(h.sem))
+	for i := range releases {
+		release, err := h.acquire(context.Background())
+		if err != nil {
+			tb.Fatalf("acquire: %v", err)
+		}
+		releases[i] = release
+	}
+	return func() {
+		for _, release := range releases {
+			release()
+		}
+	}
+}
+
+// MustWaiters blocks until n callers are queued for a slot of h.
+func MustWaiters(tb testing.TB, h *Hasher, n int64) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for h.waiting.Load() != n {
+		if time.Now().After(deadline) {
+			tb.Fatalf("waiting = %d, want %d", h.waiting.Load(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestHasherBusy shows that a saturated Hasher answers EUNAVAILABLE instead of queueing
+// without bound: at once when the queue is full, after MaxWait when no slot frees.
+func TestHasherBusy(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		call func(ctx context.Context, h *Hasher, stored string) error
+	}{
+		{"Hash", func(ctx context.Context, h *Hasher, _ string) error {
+			_, err := h.Hash(ctx, "Abcdef1!")
+			return err
+		}},
+		{"Compare", func(ctx context.Context, h *Hasher, stored string) error {
+			_, err := h.Compare(ctx, stored, "Abcdef1!")
+			return err
+		}},
+		// Unknown emails must hit the same bound, and report it the same way, or "busy" for
+		// one and "wrong password" for the other would tell known emails from unknown.
+		{"CompareDummy", func(ctx context.Context, h *Hasher, _ string) error {
+			return h.CompareDummy(ctx, "Abcdef1!")
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name+"/full queue fails at once", func(t *testing.T) {
+			t.Parallel()
+			// MaxWait is far beyond the context's deadline: only a refusal without queueing
+			// can answer EUNAVAILABLE here.
+			h := MustHasher(t, HasherOptions{Workers: 1, MaxQueue: 2, MaxWait: time.Hour})
+			stored := MustHash(t, h, "Abcdef1!")
+			releaseAll := MustHoldSlots(t, h)
+			defer releaseAll()
+			queued, cancelQueued := context.WithCancel(context.Background())
+			var wg sync.WaitGroup
+			for range 2 {
+				wg.Go(func() { _ = tt.call(queued, h, stored) })
+			}
+			MustWaiters(t, h, 2)
+
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			err := tt.call(ctx, h, stored)
+			MustBusy(t, err)
+			if got, want := h.waiting.Load(), int64(2); got != want {
+				t.Fatalf("after a refusal waiting = %d, want %d", got, want)
+			}
+			cancelQueued()
+			wg.Wait()
+		})
+		t.Run(tt.name+"/no slot within MaxWait", func(t *testing.T) {
+			t.Parallel()
+			h := MustHasher(t, HasherOptions{Workers: 1, MaxWait: 20 * time.Millisecond})
+			stored := MustHash(t, h, "Abcdef1!")
+			releaseAll := MustHoldSlots(t, h)
+			defer releaseAll()
+			// No deadline on the request: before MaxWait this call would wait forever.
+			MustBusy(t, tt.call(context.Background(), h, stored))
+			if got, want := h.waiting.Load(), int64(0); got != want {
+				t.Fatalf("after giving up waiting = %d, want %d", got, want)
+			}
+		})
+	}
+}
+
+// MustBusy fails the test unless err is the EUNAVAILABLE *phr.Error of a saturated Hasher.
+func MustBusy(tb testing.TB, err error) {
+	tb.Helper()
+	if got, want := phr.ErrorCode(err), phr.EUNAVAILABLE; got != want {
+		tb.Fatalf("err = %v (code %q), want code %q", err, got, want)
+	}
+	if got, want := phr.ErrorMessage(err), "The service is busy. Try again shortly."; got != want {
+		tb.Fatalf("message = %q, want %q", got, want)
+	}
+}
+
+// TestHasherQueueWithinBounds shows that callers the queue has room for wait their turn and
+// succeed.
+func TestHasherQueueWithinBounds(t *testing.T) {
+	t.Parallel()
+	const queued = 4
+	h := MustHasher(t, HasherOptions{Workers: 2, MaxQueue: queued, MaxWait: time.Minute})
+	stored := MustHash(t, h, "Abcdef1!")
+	releaseAll := MustHoldSlots(t, h)
+	errs := make(chan error, queued)
+	for i := range queued {
+		go func() {
+			if i%2 == 0 {
+				_, err := h.Hash(context.Background(), "Abcdef1!")
+				errs <- err
+				return
+			}
+			ok, err := h.Compare(context.Background(), stored, "Abcdef1!")
+			if err == nil && !ok {
+				err = errors.New("Compare of the right password = false")
+			}
+			errs <- err
+		}()
+	}
+	MustWaiters(t, h, queued)
+	releaseAll()
+	for range queued {
+		if err := <-errs; err != nil {
+			t.Fatalf("queued caller within bounds: %v", err)
+		}
+	}
+	if got, want := h.waiting.Load(), int64(0); got != want {
+		t.Fatalf("waiting = %d after the queue drained, want %d", got, want)
+	}
+}
+
+func TestHasherDefaults(t *testing.T) {
+	t.Parallel()
+	h := MustHasher(t, HasherOptions{})
+	workers := max(1, runtime.NumCPU()-1)
+	if got, want := cap(h.sem), workers; got != want {
+		t.Fatalf("workers = %d, want %d (one core left for the other endpoints)", got, want)
+	}
+	if got, want := h.maxQueue, int64(64*workers); got != want {
+		t.Fatalf("max queue = %d, want %d", got, want)
+	}
+	if got, want := h.maxWait, 2*time.Second; got != want {
+		t.Fatalf("max wait = %s, want %s", got, want)
+	}
+}
+
+// TestHasherPepperRotation: hashes made under an older pepper keep verifying after a new one
+// becomes current, and NeedsRehash asks for their upgrade.
+func TestHasherPepperRotation(t *testing.T) {
+	t.Parallel()
+	v1 := MustHasher(t, HasherOptions{Pepper: testPepper})
+	v2 := MustHasher(t, HasherOptions{Peppers: map[int][]byte{1: testPepper, 2: testPepper2}, CurrentPepper: 2})
+	// The compatible spelling: Pepper is version 1, Peppers adds the rest.
+	mixed := MustHasher(t, HasherOptions{Pepper: testPepper, Peppers: map[int][]byte{2: testPepper2}, CurrentPepper: 2})
+	// Version 2 added everywhere but not yet current: the first step of a rolling rotation.
+	staged := MustHasher(t, HasherOptions{Peppers: map[int][]byte{1: testPepper, 2: testPepper2}})
+	only2 := MustHasher(t, HasherOptions{Peppers: map[int][]byte{2: testPepper2}, CurrentPepper: 2})
+	stored1 := MustHash(t, v1, "Abcdef1!")
+	stored2 := MustHash(t, v2, "Abcdef1!")
+	if !strings.HasPrefix(stored2, "$vnp2$") {
+		t.Fatalf("hash under current pepper 2 lacks the $vnp2$ prefix")
+	}
+
+	tests := []struct {
+		name        string
+		hasher      *Hasher
+		stored      string
+		try         string
+		want        bool
+		wantErr     bool
+		needsRehash bool
+	}{
+		{"version 1 verifies after 2 became current", v2, stored1, "Abcdef1!", true, false, true},
+		{"version 1 verifies with Pepper plus Peppers", mixed, stored1, "Abcdef1!", true, false, true},
+		{"version 1 wrong password", v2, stored1, "Abcdef1?", false, false, true},
+		{"current version 2 verifies", v2, stored2, "Abcdef1!", true, false, false},
+		{"staged version 2 verifies before it is current", staged, stored2, "Abcdef1!", true, false, true},
+		{"staged hasher still hashes version 1", staged, stored1, "Abcdef1!", true, false, false},
+		// An instance that lacks version 2 must refuse, not fall back to pepper 1.
+		{"version 2 on a hasher without it", v1, stored2, "Abcdef1!", false, true, true},
+		// Once version 1 is dropped its rows are errors, never matches.
+		{"version 1 after it was dropped", only2, stored1, "Abcdef1!", false, true, true},
+		// Relabelling a hash with another version must not make it verify under that pepper.
+		{"version 1 hash relabelled as 2", v2, "$vnp2$" + strings.TrimPrefix(stored1, "$vnp1$"), "Abcdef1!", false, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := tt.hasher.Compare(context.Background(), tt.stored, tt.try)
+			if gotErr := err != nil; gotErr != tt.wantErr {
+				t.Fatalf("Compare() error = %v, want error %v", err, tt.wantErr)
+			}
+			if want := tt.want; got != want {
+				t.Fatalf("Compare() = %v, want %v", got, want)
+			}
+			if got, want := tt.hasher.NeedsRehash(tt.stored), tt.needsRehash; got != want {
+				t.Fatalf("NeedsRehash() = %v, want %v", got, want)
+			}
+		})
+	}
+
+	// The upgrade a sign-in performs: the fresh hash is current and needs nothing more.
+	upgraded := MustHash(t, v2, "Abcdef1!")
+	if got, want := v2.NeedsRehash(upgraded), false; got != want {
+		t.Fatalf("NeedsRehash(upgraded) = %v, want %v", got, want)
+	}
 }
 
 func BenchmarkHashDefaultCost(b *testing.B) {

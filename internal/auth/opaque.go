@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -27,4 +28,16 @@ func NewOpaqueToken() (string, error) {
 func HashToken(token string) []byte {
 	sum := sha256.Sum256([]byte(token))
 	return sum[:]
+}
+
+// NextRefreshToken derives the successor of a refresh token: base64url(HMAC-SHA256(key,
+// token)). Deriving it, rather than drawing it at random, lets the server hand the same
+// successor to a client that presents the same token twice within a few seconds (two tabs)
+// without ever storing a token in a form that could be replayed. key is a server secret of
+// at least 32 bytes; the successor is as unpredictable as the token without it.
+func NextRefreshToken(key []byte, token string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("vitalnexa refresh successor\x00"))
+	m.Write([]byte(token))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }

@@ -24,24 +24,24 @@ func (u User) LogValue() slog.Value { return slog.StringValue("user:" + u.ID) }
 // Credentials is what the login flows need of an account, found by email before anyone is
 // authenticated.
 type Credentials struct {
-	UserID        string
-	PasswordHash  string
-	EmailVerified bool
+	UserID          string
+	PasswordHash    string
+	EmailVerified   bool
+	PasswordRecheck bool // the breach check is owed a remote look at this password
 }
 
 // UserService stores accounts. Methods that find an account by email or token look across
 // users and so run through narrow privileged database functions; every other method acts
 // only on the user in the context.
 type UserService interface {
-	// CreateUser stores a new, unverified account with its hashed password. It returns
-	// ECONFLICT when the email is taken (callers must not reveal that to the client).
-	CreateUser(ctx context.Context, u *User, passwordHash string) error
+	// CreateUser stores a new, unverified account with its hashed password; recheck marks a
+	// password whose breach check could not reach its remote source. It returns ECONFLICT
+	// when the email is taken (callers must not reveal that to the client).
+	CreateUser(ctx context.Context, u *User, passwordHash string, recheck bool) error
 	// FindCredentialsByEmail returns ENOTFOUND when no account has this email.
 	FindCredentialsByEmail(ctx context.Context, email string) (*Credentials, error)
-	// CreateEmailVerification stores the hash of a verification token for the user.
-	CreateEmailVerification(ctx context.Context, userID string, tokenHash []byte, expiresAt time.Time) error
-	// VerifyEmail spends a verification token: ENOTFOUND when it is unknown, spent or expired.
-	VerifyEmail(ctx context.Context, tokenHash []byte) (userID string, err error)
+	// FindEmailForUser returns userID's email address, for mail about their account.
+	FindEmailForUser(ctx context.Context, userID string) (string, error)
 	// FindUserByID returns the user in the context (ENOTFOUND for any other id).
 	FindUserByID(ctx context.Context, id string) (*User, error)
 }

@@ -23,6 +23,8 @@ type DB struct {
 	Pool *pgxpool.Pool
 	Keys *keyring.Keyring
 	Now  func() time.Time
+	// IdleTimeout ends a session not seen for this long; 0 means phr.DefaultIdleTimeout.
+	IdleTimeout time.Duration
 }
 
 // Open connects to url and checks the connection.
@@ -55,6 +57,13 @@ func (db *DB) now() time.Time {
 		return db.Now()
 	}
 	return time.Now()
+}
+
+func (db *DB) idleTimeout() time.Duration {
+	if db.IdleTimeout > 0 {
+		return db.IdleTimeout
+	}
+	return phr.DefaultIdleTimeout
 }
 
 // withUser runs fn in a transaction that row-level security scopes to the user in ctx.
@@ -117,6 +126,13 @@ func FormatError(err error) error {
 		return &wrapped{phr.Errorf(phr.EUNAVAILABLE, "The database is unavailable."), err}
 	}
 	return fmt.Errorf("postgres: %w", err)
+}
+
+// isInsufficientPrivilege reports whether the database refused the statement for lack of
+// privilege (also how the admin functions refuse a caller who is not an admin).
+func isInsufficientPrivilege(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && pg.Code == "42501"
 }
 
 // wrapped carries a phr error for the client and the driver error for the log.

@@ -16,13 +16,13 @@ import (
 // userDataTables are the tables that hold a user's data. The catalog test below fails
 // when a table with a user_id column is missing from RLS, so this list cannot silently
 // fall behind the schema.
-var userDataTables = []string{"users", "email_verifications", "sessions", "refresh_tokens", "test_results", "health_records"}
+var userDataTables = []string{"users", "account_tokens", "sessions", "refresh_tokens", "mfa_recovery_codes", "test_results", "health_records"}
 
 // MustUser registers a verified user and returns a context acting as them.
 func MustUser(t *testing.T, db *postgres.DB, email string) context.Context {
 	t.Helper()
 	u := &phr.User{Email: email, FullName: "Test Person " + email, DateOfBirth: "1980-02-03"}
-	if err := db.CreateUser(context.Background(), u, "$vnp1$placeholder-hash"); err != nil {
+	if err := db.CreateUser(context.Background(), u, "$vnp1$placeholder-hash", false); err != nil {
 		t.Fatalf("create user: %v", err)
 	}
 	return phr.NewContextWithUserID(context.Background(), u.ID)
@@ -130,10 +130,11 @@ func TestNoUserSetSeesNothingAndWritesNothing(t *testing.T) {
 		})
 	}
 	inserts := map[string]string{
-		"users":               `INSERT INTO users (id, email_index, email, full_name, date_of_birth, password_hash) VALUES (gen_random_uuid(), '\x01', $1, $1, $1, 'x')`,
-		"email_verifications": `INSERT INTO email_verifications (token_hash, user_id, expires_at) SELECT '\x01', gen_random_uuid(), now() WHERE $1 <> ''`,
-		"sessions":            `INSERT INTO sessions (id, user_id, expires_at) SELECT gen_random_uuid(), gen_random_uuid(), now() WHERE $1 <> ''`,
-		"refresh_tokens":      `INSERT INTO refresh_tokens (token_hash, session_id, user_id, expires_at) SELECT '\x01', gen_random_uuid(), gen_random_uuid(), now() WHERE $1 <> ''`,
+		"users":              `INSERT INTO users (id, email_index, email, full_name, date_of_birth, password_hash) VALUES (gen_random_uuid(), '\x01', $1, $1, $1, 'x')`,
+		"account_tokens":     `INSERT INTO account_tokens (token_hash, user_id, purpose, expires_at) SELECT '\x01', gen_random_uuid(), 'unlock', now() WHERE $1 <> ''`,
+		"mfa_recovery_codes": `INSERT INTO mfa_recovery_codes (code_hash, user_id) SELECT '\x01', gen_random_uuid() WHERE $1 <> ''`,
+		"sessions":           `INSERT INTO sessions (id, user_id, expires_at) SELECT gen_random_uuid(), gen_random_uuid(), now() WHERE $1 <> ''`,
+		"refresh_tokens":     `INSERT INTO refresh_tokens (token_hash, session_id, user_id, expires_at) SELECT '\x01', gen_random_uuid(), gen_random_uuid(), now() WHERE $1 <> ''`,
 		"test_results": `INSERT INTO test_results (id, user_id, code_system, code, code_index, name, value, value_type, unit, reference_range, notes, source)
 			VALUES (gen_random_uuid(), gen_random_uuid(), 'x', $1, '\x01', $1, $1, 'quantity', $1, $1, $1, 'manual')`,
 		"health_records": `INSERT INTO health_records (id, user_id, kind, title, content, source) VALUES (gen_random_uuid(), gen_random_uuid(), 'note', $1, $1, 'manual')`,
@@ -409,7 +410,7 @@ func TestCredentialsAreFoundByEmailBlindIndex(t *testing.T) {
 	d := pgtest.MustDatabase(t)
 	ctx := context.Background()
 	u := &phr.User{Email: "Carol@Example.com", FullName: "Carol", DateOfBirth: "1990-01-01"}
-	if err := d.DB.CreateUser(ctx, u, "hash-1"); err != nil {
+	if err := d.DB.CreateUser(ctx, u, "hash-1", false); err != nil {
 		t.Fatal(err)
 	}
 	for _, email := range []string{"carol@example.com", "  CAROL@EXAMPLE.COM "} {
@@ -422,7 +423,7 @@ func TestCredentialsAreFoundByEmailBlindIndex(t *testing.T) {
 		t.Fatalf("unknown email: %v", err)
 	}
 	dup := &phr.User{Email: "carol@EXAMPLE.com", FullName: "Other", DateOfBirth: "1990-01-01"}
-	if err := d.DB.CreateUser(ctx, dup, "hash-2"); phr.ErrorCode(err) != phr.ECONFLICT {
+	if err := d.DB.CreateUser(ctx, dup, "hash-2", false); phr.ErrorCode(err) != phr.ECONFLICT {
 		t.Fatalf("second account for the same email: %v, want conflict", err)
 	}
 }

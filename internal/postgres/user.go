@@ -63,7 +63,7 @@ func (db *DB) emailIndex(email string) []byte {
 }
 
 // CreateUser stores a new unverified account; ECONFLICT when the email is taken.
-func (db *DB) CreateUser(ctx context.Context, u *phr.User, passwordHash string) error {
+func (db *DB) CreateUser(ctx context.Context, u *phr.User, passwordHash string, recheck bool) error {
 	u.ID = uuid.NewString()
 	u.CreatedAt = db.now()
 	u.Role = "user"
@@ -75,9 +75,9 @@ func (db *DB) CreateUser(ctx context.Context, u *phr.User, passwordHash string) 
 		return s.err
 	}
 	return db.asUser(ctx, u.ID, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `INSERT INTO users (id, email_index, email, full_name, date_of_birth, password_hash, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (email_index) DO NOTHING`,
-			u.ID, db.emailIndex(u.Email), email, name, dob, passwordHash, u.CreatedAt)
+		tag, err := tx.Exec(ctx, `INSERT INTO users (id, email_index, email, full_name, date_of_birth, password_hash, password_recheck, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (email_index) DO NOTHING`,
+			u.ID, db.emailIndex(u.Email), email, name, dob, passwordHash, recheck, u.CreatedAt)
 		if err != nil {
 			return err
 		}
@@ -109,8 +109,8 @@ func (db *DB) FindCredentialsByEmail(ctx context.Context, email string) (*phr.Cr
 	}
 	c := &phr.Credentials{UserID: id}
 	err = db.asUser(ctx, id, func(tx pgx.Tx) error {
-		return tx.QueryRow(ctx, `SELECT password_hash, email_verified_at IS NOT NULL FROM users WHERE id = $1`, id).
-			Scan(&c.PasswordHash, &c.EmailVerified)
+		return tx.QueryRow(ctx, `SELECT password_hash, email_verified_at IS NOT NULL, password_recheck FROM users WHERE id = $1`, id).
+			Scan(&c.PasswordHash, &c.EmailVerified, &c.PasswordRecheck)
 	})
 	if err != nil {
 		return nil, err
@@ -118,37 +118,16 @@ func (db *DB) FindCredentialsByEmail(ctx context.Context, email string) (*phr.Cr
 	return c, nil
 }
 
-// CreateEmailVerification stores a verification token's hash for userID.
-func (db *DB) CreateEmailVerification(ctx context.Context, userID string, tokenHash []byte, expiresAt time.Time) error {
-	return db.asUser(ctx, userID, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO email_verifications (token_hash, user_id, expires_at, created_at) VALUES ($1, $2, $3, $4)`,
-			tokenHash, userID, expiresAt, db.now())
-		return err
+// FindEmailForUser decrypts userID's email address.
+func (db *DB) FindEmailForUser(ctx context.Context, userID string) (string, error) {
+	var email string
+	err := db.asUser(ctx, userID, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `SELECT email FROM users WHERE id = $1`, userID).Scan(&email)
 	})
-}
-
-// VerifyEmail spends a verification token and marks its account verified.
-func (db *DB) VerifyEmail(ctx context.Context, tokenHash []byte) (string, error) {
-	id, err := db.lookup(ctx, "auth_user_id_by_verification", tokenHash)
-	if err == nil {
-		err = db.asUser(ctx, id, func(tx pgx.Tx) error {
-			now := db.now()
-			tag, err := tx.Exec(ctx, `UPDATE email_verifications SET used_at = $2
-			WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2`, tokenHash, now)
-			if err != nil {
-				return err
-			}
-			if tag.RowsAffected() == 0 {
-				return phr.Errorf(phr.ENOTFOUND, "The verification link is invalid or has expired.")
-			}
-			_, err = tx.Exec(ctx, `UPDATE users SET email_verified_at = coalesce(email_verified_at, $2), updated_at = $2 WHERE id = $1`, id, now)
-			return err
-		})
+	if err != nil {
+		return "", err
 	}
-	if phr.ErrorCode(err) == phr.ENOTFOUND {
-		return "", phr.Errorf(phr.ENOTFOUND, "The verification link is invalid or has expired.")
-	}
-	return id, err
+	return db.open("users", "email", userID, email)
 }
 
 // FindUserByID returns the user in the context; ENOTFOUND for anyone else.

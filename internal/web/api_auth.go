@@ -2,6 +2,8 @@ package web
 
 import (
 	"context"
+	"crypto/sha256"
+	"errors"
 	"math"
 	"net/http"
 	"net/mail"
@@ -10,19 +12,26 @@ import (
 	"time"
 
 	"github.com/vitalnexa/vitalnexa/internal/auth"
+	"github.com/vitalnexa/vitalnexa/internal/keyring"
 	"github.com/vitalnexa/vitalnexa/internal/phr"
 )
 
 const (
 	accessCookie      = "__Host-vitalnexa_access"
 	refreshCookie     = "__Host-vitalnexa_refresh"
-	verificationTTL   = 24 * time.Hour
-	sessionLifetime   = 7 * 24 * time.Hour
 	maxEmailLength    = 254
 	maxFullNameLength = 200
 )
 
-var errBadCredentials = phr.Errorf(phr.EUNAUTHORIZED, "The email or password is not correct.")
+var (
+	// One answer for an unknown email, a wrong password, a locked and a disabled account.
+	errBadCredentials = phr.Errorf(phr.EUNAUTHORIZED, "The email or password is not correct.")
+	errMFARequired    = &phr.Error{Code: codeMFARequired, Message: "Enter the code from your authenticator app or a recovery code."}
+	errBadOTP         = phr.FieldErrorf(phr.EUNAUTHORIZED, "otp", "The code is not correct.")
+	errBadLink        = phr.FieldErrorf(phr.EINVALID, "token", "The link is invalid or has expired.")
+	errBreached       = phr.FieldErrorf(phr.EINVALID, "password",
+		"This password has appeared in a data breach. Choose another one.")
+)
 
 // authenticate finds the access token (Authorization: Bearer, else the access cookie),
 // checks it and its session, and returns r with the user in its context.
@@ -50,17 +59,46 @@ func (s *Server) authenticate(r *http.Request) (*http.Request, error) {
 		return r, err
 	}
 	ctx := phr.NewContextWithUserID(r.Context(), claims.UserID)
-	if err := s.opts.Sessions.CheckSession(ctx, claims.SessionID); err != nil {
+	sess, err := s.opts.Sessions.CheckSession(ctx, claims.SessionID)
+	if err != nil {
 		return r, err
 	}
 	infoFrom(ctx).userID = claims.UserID
-	ctx = context.WithValue(ctx, sessionKey{}, claims.SessionID)
+	ctx = context.WithValue(ctx, sessionKey{}, sess)
 	return r.WithContext(ctx), nil
 }
 
 type sessionKey struct{}
 
-func sessionIDFrom(ctx context.Context) string { s, _ := ctx.Value(sessionKey{}).(string); return s }
+// sessionFrom is the session of an authenticated request.
+func sessionFrom(ctx context.Context) *phr.Session {
+	s, _ := ctx.Value(sessionKey{}).(*phr.Session)
+	if s == nil {
+		return &phr.Session{}
+	}
+	return s
+}
+
+// limit counts a hit against key; ETOOMANY (with Retry-After) past the limit.
+func (s *Server) limit(ctx context.Context, key string, l RateLimit) error {
+	if s.opts.RateLimiter == nil {
+		return nil
+	}
+	ok, retry, err := s.opts.RateLimiter.Allow(ctx, key, l.N, l.Window)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return &retryError{phr.Errorf(phr.ETOOMANY, "Too many requests. Try again later."), retry}
+	}
+	return nil
+}
+
+// accountKey names an account for rate limits by its normalised email, so that case and
+// Unicode variants of one address share a count.
+func accountKey(email string) string {
+	return "account:" + keyring.NormalizeEmail(email)
+}
 
 type registerRequest struct {
 	Email       string `json:"email"`
@@ -104,6 +142,29 @@ func (s *Server) checkRegistration(req *registerRequest) error {
 	return nil
 }
 
+// checkNewPassword applies the policy and the breach check to a new password. recheck is
+// true when the remote breach source could not be asked: the account is then re-checked at
+// its next sign-in.
+func (s *Server) checkNewPassword(ctx context.Context, field, password string) (recheck bool, err error) {
+	if err := s.opts.Passwords.Check(password); err != nil {
+		if field != "password" {
+			err = phr.FieldErrorf(phr.EINVALID, field, "%s", phr.ErrorMessage(err))
+		}
+		return false, err
+	}
+	if s.opts.Breach == nil {
+		return false, nil
+	}
+	res, err := s.opts.Breach.Check(ctx, password)
+	if err != nil {
+		return false, err
+	}
+	if res.Breached {
+		return false, phr.FieldErrorf(phr.EINVALID, field, "%s", errBreached.Message)
+	}
+	return !res.RemoteChecked, nil
+}
+
 // handleRegister answers the same whether or not the email is taken: the owner of a
 // taken address gets a mail saying so instead of a second account.
 func (s *Server) handleRegister() http.Handler {
@@ -118,28 +179,38 @@ func (s *Server) handleRegister() http.Handler {
 			return
 		}
 		ctx := r.Context()
+		if err := s.limit(ctx, accountKey(req.Email), s.opts.Limits.PerAccount); err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
+		recheck, err := s.checkNewPassword(ctx, "password", req.Password)
+		if err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
 		hash, err := s.opts.Hasher.Hash(ctx, req.Password)
 		if err != nil {
 			writeError(w, r, s.logger, err)
 			return
 		}
 		u := &phr.User{Email: strings.TrimSpace(req.Email), FullName: req.FullName, DateOfBirth: req.DateOfBirth}
-		switch err := s.opts.Users.CreateUser(ctx, u, hash); phr.ErrorCode(err) {
+		switch err := s.opts.Users.CreateUser(ctx, u, hash, recheck); phr.ErrorCode(err) {
 		case "":
-			err = s.sendVerification(ctx, u)
-			if err != nil {
-				writeError(w, r, s.logger, err)
-				return
-			}
+			s.goBackground(ctx, "mail_verification", func(ctx context.Context) error {
+				return s.mailToken(ctx, u.ID, u.Email, phr.TokenVerifyEmail)
+			})
 		case phr.ECONFLICT:
-			err = s.opts.Mailer.SendMail(ctx, &phr.Mail{To: u.Email, Subject: "You already have a VitalNexa account",
-				Text: "Someone, perhaps you, tried to register a new VitalNexa account with this email address.\n\n" +
-					"You already have an account. Sign in at " + s.opts.PublicURL + "/ .\n\n" +
-					"If this was not you, you can ignore this message; nothing has changed.\n"})
-			if err != nil {
-				writeError(w, r, s.logger, err)
-				return
-			}
+			s.goBackground(ctx, "mail_account_exists", func(ctx context.Context) error {
+				c, err := s.opts.Users.FindCredentialsByEmail(ctx, u.Email)
+				if err != nil {
+					return err
+				}
+				return s.mailNotice(ctx, c.UserID, "You already have a VitalNexa account",
+					"Someone, perhaps you, tried to register a new VitalNexa account with this email address.\n\n"+
+						"You already have an account. Sign in at "+s.opts.PublicURL+"/ .\n"+
+						"If you forgot your password, reset it at "+s.opts.PublicURL+"/reset-password .\n\n"+
+						"If this was not you, you can ignore this message; nothing has changed.\n")
+			})
 		default:
 			writeError(w, r, s.logger, err)
 			return
@@ -148,33 +219,69 @@ func (s *Server) handleRegister() http.Handler {
 	})
 }
 
-func (s *Server) sendVerification(ctx context.Context, u *phr.User) error {
+// mailTexts are the subject, the path of the link and the text around it of each mailed token.
+var mailTexts = map[string]struct{ subject, path, before, after string }{
+	phr.TokenVerifyEmail: {"Verify your email address for VitalNexa", "/verify-email",
+		"Welcome to VitalNexa.\n\nTo verify your email address, open this link within 24 hours:\n\n",
+		"If you did not create an account, ignore this message.\n"},
+	phr.TokenPasswordReset: {"Reset your VitalNexa password", "/reset-password",
+		"Someone, perhaps you, asked to reset the password of your VitalNexa account.\n\n" +
+			"To choose a new password, open this link within one hour:\n\n",
+		"If this was not you, ignore this message: your password has not changed.\n"},
+	phr.TokenUnlock: {"Your VitalNexa account was locked", "/unlock",
+		"Your VitalNexa account was locked for 30 minutes after 5 sign-in attempts with a wrong password.\n\n" +
+			"If that was you, you can unlock it now with this link (it works once):\n\n",
+		"If it was not you, someone may be guessing your password: unlock your account with the link and\n" +
+			"consider changing your password. Nobody has signed in.\n"},
+}
+
+// mailToken stores a fresh single-use token of the purpose for the user and mails its link.
+func (s *Server) mailToken(ctx context.Context, userID, email, purpose string) error {
 	token, err := auth.NewOpaqueToken()
 	if err != nil {
 		return err
 	}
-	if err := s.opts.Users.CreateEmailVerification(ctx, u.ID, auth.HashToken(token), s.now().Add(verificationTTL)); err != nil {
+	if err := s.opts.Accounts.CreateAccountToken(ctx, userID, purpose, auth.HashToken(token), s.now().Add(phr.TokenTTL[purpose])); err != nil {
 		return err
 	}
-	link := s.opts.PublicURL + "/verify-email?token=" + url.QueryEscape(token)
-	return s.opts.Mailer.SendMail(ctx, &phr.Mail{To: u.Email, Subject: "Verify your email address for VitalNexa",
-		Text: "Welcome to VitalNexa.\n\nTo verify your email address, open this link within 24 hours:\n\n" + link + "\n\n" +
-			"If you did not create an account, ignore this message.\n"})
+	t := mailTexts[purpose]
+	link := s.opts.PublicURL + t.path + "?token=" + url.QueryEscape(token)
+	return s.opts.Mailer.SendMail(ctx, &phr.Mail{To: email, Subject: t.subject, Text: t.before + link + "\n\n" + t.after})
+}
+
+// mailNotice sends a notice about the account to its email address.
+func (s *Server) mailNotice(ctx context.Context, userID, subject, text string) error {
+	email, err := s.opts.Users.FindEmailForUser(ctx, userID)
+	if err != nil {
+		return err
+	}
+	return s.opts.Mailer.SendMail(ctx, &phr.Mail{To: email, Subject: subject, Text: text})
+}
+
+type tokenRequest struct {
+	Token string `json:"token"`
+}
+
+// spendToken spends a mailed token of the purpose from the request body.
+func (s *Server) spendToken(r *http.Request, purpose string) (string, error) {
+	var req tokenRequest
+	if err := decodeJSON(bodyOf(r), &req); err != nil {
+		return "", err
+	}
+	id, err := s.opts.Accounts.SpendAccountToken(r.Context(), purpose, auth.HashToken(req.Token))
+	if phr.ErrorCode(err) == phr.ENOTFOUND {
+		return "", errBadLink
+	}
+	return id, err
 }
 
 func (s *Server) handleVerifyEmail() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			Token string `json:"token"`
+		id, err := s.spendToken(r, phr.TokenVerifyEmail)
+		if err == nil {
+			err = s.opts.Accounts.MarkEmailVerified(r.Context(), id)
 		}
-		if err := decodeJSON(bodyOf(r), &req); err != nil {
-			writeError(w, r, s.logger, err)
-			return
-		}
-		if _, err := s.opts.Users.VerifyEmail(r.Context(), auth.HashToken(req.Token)); err != nil {
-			if phr.ErrorCode(err) == phr.ENOTFOUND {
-				err = phr.FieldErrorf(phr.EINVALID, "token", "The verification link is invalid or has expired.")
-			}
+		if err != nil {
 			writeError(w, r, s.logger, err)
 			return
 		}
@@ -182,59 +289,316 @@ func (s *Server) handleVerifyEmail() http.Handler {
 	})
 }
 
+func (s *Server) handleUnlock() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, err := s.spendToken(r, phr.TokenUnlock)
+		if err == nil {
+			err = s.opts.Accounts.Unlock(r.Context(), id)
+		}
+		if err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
+		infoFrom(r.Context()).userID = id
+		s.securityEvent(r.Context(), "account.unlocked", id)
+		writeJSON(w, http.StatusOK, map[string]string{"status": "unlocked"})
+	})
+}
+
+type emailRequest struct {
+	Email string `json:"email"`
+}
+
+// mailIfAccount runs send in the background for the account of the email in the body, if
+// there is one, and answers 202 with status either way: the answer and its timing say
+// nothing about whether the account exists.
+func (s *Server) mailIfAccount(status string, send func(ctx context.Context, c *phr.Credentials, email string) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req emailRequest
+		if err := decodeJSON(bodyOf(r), &req); err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
+		if err := checkEmail(req.Email); err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
+		ctx := r.Context()
+		if err := s.limit(ctx, accountKey(req.Email), s.opts.Limits.PerAccount); err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
+		email := strings.TrimSpace(req.Email)
+		s.goBackground(ctx, status, func(ctx context.Context) error {
+			c, err := s.opts.Users.FindCredentialsByEmail(ctx, email)
+			if phr.ErrorCode(err) == phr.ENOTFOUND {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			return send(ctx, c, email)
+		})
+		writeJSON(w, http.StatusAccepted, map[string]string{"status": status})
+	})
+}
+
+func (s *Server) handleResendVerification() http.Handler {
+	return s.mailIfAccount("verification_email_sent", func(ctx context.Context, c *phr.Credentials, email string) error {
+		if c.EmailVerified {
+			return nil
+		}
+		return s.mailToken(ctx, c.UserID, email, phr.TokenVerifyEmail)
+	})
+}
+
+func (s *Server) handlePasswordReset() http.Handler {
+	return s.mailIfAccount("password_reset_email_sent", func(ctx context.Context, c *phr.Credentials, email string) error {
+		return s.mailToken(ctx, c.UserID, email, phr.TokenPasswordReset)
+	})
+}
+
+const passwordChangedText = "The password of your VitalNexa account was just changed, and every other " +
+	"session of the account was signed out.\n\nIf that was not you, reset your password now at %s/reset-password " +
+	"and contact us.\n"
+
+// handlePasswordResetConfirm sets a new password with a mailed reset token, and ends every
+// session of the account.
+func (s *Server) handlePasswordResetConfirm() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Token       string `json:"token"`
+			NewPassword string `json:"new_password"`
+		}
+		if err := decodeJSON(bodyOf(r), &req); err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
+		ctx := r.Context()
+		recheck, err := s.checkNewPassword(ctx, "new_password", req.NewPassword)
+		if err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
+		hash, err := s.opts.Hasher.Hash(ctx, req.NewPassword)
+		if err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
+		// The token is spent only once the new password is ready, so a busy hasher does not
+		// cost the user their link.
+		id, err := s.opts.Accounts.SpendAccountToken(ctx, phr.TokenPasswordReset, auth.HashToken(req.Token))
+		if phr.ErrorCode(err) == phr.ENOTFOUND {
+			err = errBadLink
+		}
+		if err == nil {
+			err = s.opts.Accounts.SetPassword(ctx, id, hash, recheck, "")
+		}
+		if err == nil {
+			// The link came by mail: whoever followed it controls the address.
+			err = s.opts.Accounts.MarkEmailVerified(ctx, id)
+		}
+		if err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
+		infoFrom(ctx).userID = id
+		s.securityEvent(ctx, "password.reset", id)
+		s.goBackground(ctx, "mail_password_changed", func(ctx context.Context) error {
+			return s.mailNotice(ctx, id, "Your VitalNexa password was changed", strings.Replace(passwordChangedText, "%s", s.opts.PublicURL, 1))
+		})
+		writeJSON(w, http.StatusOK, map[string]string{"status": "password_changed"})
+	})
+}
+
 type credentialsRequest struct {
 	Email    string `json:"email"`
 	Password string `json:"password"`
+	OTP      string `json:"otp"`
 }
 
 type tokenPair struct {
-	AccessToken  string `json:"access_token"`
-	RefreshToken string `json:"refresh_token"`
-	TokenType    string `json:"token_type"`
-	ExpiresIn    int    `json:"expires_in"`
-	expiresAt    time.Time
+	AccessToken            string `json:"access_token"`
+	RefreshToken           string `json:"refresh_token"`
+	TokenType              string `json:"token_type"`
+	ExpiresIn              int    `json:"expires_in"`
+	PasswordChangeRequired bool   `json:"password_change_required,omitempty"`
+	expiresAt              time.Time
 }
 
-// signIn checks credentials and starts a session. Unknown email and wrong password take
-// the same time and give the same answer.
+// checkPassword compares password with userID's, counting the attempt against the lockout
+// first. It returns errBadCredentials for a wrong password and for a locked or disabled
+// account alike, in the same time; the attempt that locks the account mails the owner.
+func (s *Server) checkPassword(ctx context.Context, c *phr.Credentials, password string) (phr.LoginAttempt, error) {
+	attempt, err := s.opts.Accounts.BeginLoginAttempt(ctx, c.UserID)
+	if err != nil {
+		return attempt, err
+	}
+	if !attempt.Allowed {
+		if err := s.opts.Hasher.CompareDummy(ctx, password); err != nil {
+			return attempt, err
+		}
+		return attempt, errBadCredentials
+	}
+	ok, err := s.opts.Hasher.Compare(ctx, c.PasswordHash, password)
+	if err != nil {
+		// A busy hasher is not the user's failure.
+		if phr.ErrorCode(err) == phr.EUNAVAILABLE {
+			_ = s.opts.Accounts.RefundLoginAttempt(ctx, c.UserID)
+		}
+		return attempt, err
+	}
+	if !ok {
+		s.failedAttempt(ctx, c.UserID, attempt)
+		return attempt, errBadCredentials
+	}
+	return attempt, nil
+}
+
+// failedAttempt reports the attempt that locked the account: a log line, a security event
+// and a mail to the owner with a single-use unlock link, so that a stranger who knows the
+// address cannot keep its owner out.
+func (s *Server) failedAttempt(ctx context.Context, userID string, attempt phr.LoginAttempt) {
+	if attempt.Failures != phr.MaxFailedLogins {
+		return
+	}
+	s.securityEvent(ctx, "account.locked", userID)
+	s.goBackground(ctx, "mail_unlock", func(ctx context.Context) error {
+		email, err := s.opts.Users.FindEmailForUser(ctx, userID)
+		if err != nil {
+			return err
+		}
+		return s.mailToken(ctx, userID, email, phr.TokenUnlock)
+	})
+}
+
+// checkSecondFactor checks a TOTP code or a recovery code for userID.
+func (s *Server) checkSecondFactor(ctx context.Context, userID string, mfa *phr.MFAState, otp string) (bool, error) {
+	if step, ok := auth.VerifyTOTP(mfa.Secret, otp, s.now(), mfa.LastStep); ok {
+		// Compare-and-set: two requests with the same code cannot both pass.
+		return s.opts.Accounts.UseMFAStep(ctx, userID, step)
+	}
+	code := auth.NormalizeRecoveryCode(otp)
+	if len(code) < 8 {
+		return false, nil
+	}
+	return s.opts.Accounts.UseRecoveryCode(ctx, userID, auth.HashToken(code))
+}
+
+// signIn checks credentials (and the second factor when the account has one) and starts a
+// session. Unknown email, wrong password, locked and disabled accounts take the same time
+// and give the same answer.
 func (s *Server) signIn(r *http.Request) (*tokenPair, error) {
 	var req credentialsRequest
 	if err := decodeJSON(bodyOf(r), &req); err != nil {
 		return nil, err
 	}
 	ctx := r.Context()
+	// A busy hasher answers 503 for every email alike, so load tells nothing either.
 	if checkEmail(req.Email) != nil || req.Password == "" {
-		s.opts.Hasher.CompareDummy(ctx, req.Password)
+		if err := s.opts.Hasher.CompareDummy(ctx, req.Password); err != nil {
+			return nil, err
+		}
 		return nil, errBadCredentials
 	}
 	creds, err := s.opts.Users.FindCredentialsByEmail(ctx, req.Email)
-	if phr.ErrorCode(err) == phr.ENOTFOUND {
-		s.opts.Hasher.CompareDummy(ctx, req.Password)
-		return nil, errBadCredentials
-	}
-	if err != nil {
+	found := err == nil
+	if err != nil && phr.ErrorCode(err) != phr.ENOTFOUND {
 		return nil, err
 	}
-	ok, err := s.opts.Hasher.Compare(ctx, creds.PasswordHash, req.Password)
-	if err != nil {
+	if err := s.limit(ctx, accountKey(req.Email), s.opts.Limits.PerAccount); err != nil {
+		// A locked account sees the lockout answer, not a bare 429.
+		if found {
+			if a, aerr := s.opts.Accounts.FindAccount(phr.NewContextWithUserID(ctx, creds.UserID)); aerr == nil && a.LockedUntil.After(s.now()) {
+				return nil, errBadCredentials
+			}
+		}
 		return nil, err
 	}
-	if !ok {
+	if !found {
+		if err := s.opts.Hasher.CompareDummy(ctx, req.Password); err != nil {
+			return nil, err
+		}
 		return nil, errBadCredentials
+	}
+	attempt, err := s.checkPassword(ctx, creds, req.Password)
+	if err != nil {
+		return nil, err
 	}
 	infoFrom(ctx).userID = creds.UserID
+	mfa, err := s.opts.Accounts.FindMFA(ctx, creds.UserID)
+	if err != nil {
+		return nil, err
+	}
+	if mfa.Enabled {
+		if req.OTP == "" {
+			// The password was right; asking for the code is not a failure.
+			if err := s.opts.Accounts.RefundLoginAttempt(ctx, creds.UserID); err != nil {
+				return nil, err
+			}
+			return nil, errMFARequired
+		}
+		ok, err := s.checkSecondFactor(ctx, creds.UserID, mfa, req.OTP)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			s.failedAttempt(ctx, creds.UserID, attempt)
+			return nil, errBadOTP
+		}
+	}
+	if err := s.opts.Accounts.LoginSucceeded(ctx, creds.UserID); err != nil {
+		return nil, err
+	}
+	s.afterPasswordVerified(ctx, creds, req.Password)
 	if !creds.EmailVerified {
 		return nil, phr.Errorf(phr.EFORBIDDEN, "Verify your email address before signing in.")
 	}
-	return s.startSession(phr.NewContextWithUserID(ctx, creds.UserID), creds.UserID)
+	uctx := phr.NewContextWithUserID(ctx, creds.UserID)
+	p, err := s.startSession(uctx, creds.UserID, cleanUserAgent(r.UserAgent()))
+	if err != nil {
+		return nil, err
+	}
+	a, err := s.opts.Accounts.FindAccount(uctx)
+	if err != nil {
+		return nil, err
+	}
+	p.PasswordChangeRequired = a.PasswordBreached
+	return p, nil
 }
 
-func (s *Server) startSession(ctx context.Context, userID string) (*tokenPair, error) {
+// afterPasswordVerified does what needs the plaintext password: a fresh hash when the stored
+// one uses an older pepper or cost, and the breach re-check the account is owed. Neither
+// blocks the sign-in when it fails.
+func (s *Server) afterPasswordVerified(ctx context.Context, c *phr.Credentials, password string) {
+	if s.opts.Hasher.NeedsRehash(c.PasswordHash) {
+		if h, err := s.opts.Hasher.Hash(ctx, password); err == nil {
+			if err := s.opts.Accounts.RehashPassword(ctx, c.UserID, h); err != nil {
+				s.logger.ErrorContext(ctx, "rehash failed", "user_id", c.UserID, "err", err.Error())
+			}
+		}
+	}
+	if c.PasswordRecheck && s.opts.Breach != nil {
+		res, err := s.opts.Breach.Check(ctx, password)
+		if err != nil || !res.RemoteChecked {
+			return
+		}
+		if err := s.opts.Accounts.SetPasswordBreached(ctx, c.UserID, res.Breached); err != nil {
+			s.logger.ErrorContext(ctx, "breach re-check not stored", "user_id", c.UserID, "err", err.Error())
+			return
+		}
+		if res.Breached {
+			s.securityEvent(ctx, "password.found_in_breach", c.UserID)
+		}
+	}
+}
+
+func (s *Server) startSession(ctx context.Context, userID, device string) (*tokenPair, error) {
 	refresh, err := auth.NewOpaqueToken()
 	if err != nil {
 		return nil, err
 	}
-	sess, err := s.opts.Sessions.CreateSession(ctx, auth.HashToken(refresh), s.now().Add(sessionLifetime))
+	sess, err := s.opts.Sessions.CreateSession(ctx, auth.HashToken(refresh), s.now().Add(phr.SessionLifetime), device)
 	if err != nil {
 		return nil, err
 	}
@@ -271,8 +635,16 @@ func (s *Server) handleLogin() http.Handler {
 			return
 		}
 		s.setCookies(w, p)
-		writeJSON(w, http.StatusOK, map[string]int{"expires_in": p.ExpiresIn})
+		writeJSON(w, http.StatusOK, cookieAnswer(p))
 	})
+}
+
+func cookieAnswer(p *tokenPair) map[string]any {
+	m := map[string]any{"expires_in": p.ExpiresIn}
+	if p.PasswordChangeRequired {
+		m["password_change_required"] = true
+	}
+	return m
 }
 
 func (s *Server) setCookies(w http.ResponseWriter, p *tokenPair) {
@@ -286,6 +658,13 @@ func clearCookies(w http.ResponseWriter) {
 	for _, name := range []string{accessCookie, refreshCookie} {
 		http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 	}
+}
+
+// clientFingerprint tells one client from another for the refresh grace period: its
+// address and user agent, hashed.
+func (s *Server) clientFingerprint(r *http.Request) []byte {
+	sum := sha256.Sum256([]byte(s.clientIP(r) + "\x00" + r.UserAgent()))
+	return sum[:]
 }
 
 // handleRefresh exchanges a refresh token (body, or the refresh cookie) for a new pair.
@@ -307,12 +686,13 @@ func (s *Server) handleRefresh() http.Handler {
 			writeError(w, r, s.logger, phr.Errorf(phr.EUNAUTHORIZED, "A refresh token is required."))
 			return
 		}
-		next, err := auth.NewOpaqueToken()
-		if err != nil {
-			writeError(w, r, s.logger, err)
-			return
+		ctx := r.Context()
+		next := auth.NextRefreshToken(s.opts.RefreshKey, req.RefreshToken)
+		sess, err := s.opts.Sessions.RotateRefreshToken(ctx, auth.HashToken(req.RefreshToken), auth.HashToken(next), s.clientFingerprint(r))
+		if errors.Is(err, phr.ErrRefreshTokenReused) {
+			infoFrom(ctx).userID = sess.UserID
+			s.securityEvent(ctx, "refresh_token.reused", sess.UserID)
 		}
-		sess, err := s.opts.Sessions.RotateRefreshToken(r.Context(), auth.HashToken(req.RefreshToken), auth.HashToken(next))
 		if err != nil {
 			if fromCookie {
 				clearCookies(w)
@@ -320,7 +700,7 @@ func (s *Server) handleRefresh() http.Handler {
 			writeError(w, r, s.logger, err)
 			return
 		}
-		infoFrom(r.Context()).userID = sess.UserID
+		infoFrom(ctx).userID = sess.UserID
 		p, err := s.issue(sess.UserID, sess, next)
 		if err != nil {
 			writeError(w, r, s.logger, err)
@@ -328,7 +708,7 @@ func (s *Server) handleRefresh() http.Handler {
 		}
 		if fromCookie {
 			s.setCookies(w, p)
-			writeJSON(w, http.StatusOK, map[string]int{"expires_in": p.ExpiresIn})
+			writeJSON(w, http.StatusOK, cookieAnswer(p))
 			return
 		}
 		writeJSON(w, http.StatusOK, p)
@@ -337,7 +717,8 @@ func (s *Server) handleRefresh() http.Handler {
 
 func (s *Server) handleLogout() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := s.opts.Sessions.EndSession(r.Context(), sessionIDFrom(r.Context())); err != nil {
+		err := s.opts.Sessions.EndSession(r.Context(), sessionFrom(r.Context()).ID, phr.EndedByLogout)
+		if err != nil && phr.ErrorCode(err) != phr.ENOTFOUND {
 			writeError(w, r, s.logger, err)
 			return
 		}
@@ -346,14 +727,15 @@ func (s *Server) handleLogout() http.Handler {
 	})
 }
 
-func (s *Server) handleMe() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, err := s.opts.Users.FindUserByID(r.Context(), phr.UserIDFromContext(r.Context()))
-		if err != nil {
-			writeError(w, r, s.logger, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"id": u.ID, "email": u.Email, "full_name": u.FullName,
-			"date_of_birth": u.DateOfBirth, "email_verified": u.EmailVerified})
-	})
+// securityEvent records something that happened to an account outside the request's own
+// audit row: in the audit trail (action "EVENT <name>") and in the log, without PHI.
+func (s *Server) securityEvent(ctx context.Context, name, userID string) {
+	reqID := phr.RequestIDFromContext(ctx)
+	s.logger.WarnContext(ctx, "security event", "event", name, "user_id", userID, "request_id", reqID)
+	ev := &phr.AuditEvent{Timestamp: s.now().UTC(), UserID: userID, Action: "EVENT " + name, RequestID: reqID}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.audit.WriteAuditEvent(actx, ev); err != nil {
+		s.logger.ErrorContext(ctx, "security event not audited", "event", name, "request_id", reqID, "err", err.Error())
+	}
 }

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/vitalnexa/vitalnexa/internal/phr"
 )
@@ -16,7 +19,18 @@ import (
 const (
 	codeUnsupportedMediaType = "unsupported_media_type"
 	codeMethodNotAllowed     = "method_not_allowed"
+	// The password was right; the account has two-factor authentication and no code came.
+	codeMFARequired = "mfa_required"
 )
+
+// retryError is an error after which the client should wait: 429 and 503 carry Retry-After.
+type retryError struct {
+	err   *phr.Error
+	after time.Duration
+}
+
+func (e *retryError) Error() string { return e.err.Error() }
+func (e *retryError) Unwrap() error { return e.err }
 
 // statusOf is the one table from error code to HTTP status.
 var statusOf = map[string]int{
@@ -25,6 +39,7 @@ var statusOf = map[string]int{
 	codeUnsupportedMediaType: http.StatusUnsupportedMediaType,
 	codeMethodNotAllowed:     http.StatusMethodNotAllowed,
 	phr.EUNAUTHORIZED:        http.StatusUnauthorized,
+	codeMFARequired:          http.StatusUnauthorized,
 	phr.EFORBIDDEN:           http.StatusForbidden,
 	phr.ENOTFOUND:            http.StatusNotFound,
 	phr.ECONFLICT:            http.StatusConflict,
@@ -62,6 +77,14 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 	}
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="vitalnexa"`)
+	}
+	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+		after := 5 * time.Second
+		var re *retryError
+		if errors.As(err, &re) {
+			after = re.after
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(after.Seconds()))))
 	}
 	p := problem{
 		Type:      "urn:vitalnexa:problem:" + code,

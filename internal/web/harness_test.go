@@ -59,10 +59,12 @@ func MustEnv(t *testing.T, opts ...envOption) *testEnv {
 	}
 	logs := &bytes.Buffer{}
 	o := web.Options{
-		Logger: slogJSON(logs), Users: d.DB, Sessions: d.DB, TestResults: d.DB, HealthRecords: d.DB, Imports: d.DB,
-		Audit:  &postgres.AuditStore{Pool: d.DB.Pool},
-		Mailer: &vnmail.DirMailer{Dir: mailDir, From: "VitalNexa <no-reply@vitalnexa.test>"},
-		Hasher: hasher, Tokens: tokens,
+		Logger: slogJSON(logs), Users: d.DB, Accounts: d.DB, Admin: d.DB, Sessions: d.DB, TestResults: d.DB,
+		HealthRecords: d.DB, Imports: d.DB, RateLimiter: &postgres.RateLimiter{Pool: d.DB.Pool, Keys: d.DB.Keys},
+		RefreshKey: bytes.Repeat([]byte{5}, 32),
+		Audit:      &postgres.AuditStore{Pool: d.DB.Pool},
+		Mailer:     &vnmail.DirMailer{Dir: mailDir, From: "VitalNexa <no-reply@vitalnexa.test>"},
+		Hasher:     hasher, Tokens: tokens,
 		ParseFHIR: func(b []byte) (*phr.ImportBatch, error) { return fhir.ParseBundle(b, fhir.Options{}) },
 		Spec:      api.Spec, PublicURL: "http://vitalnexa.test",
 	}
@@ -75,6 +77,7 @@ func MustEnv(t *testing.T, opts ...envOption) *testEnv {
 	}
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
+	t.Cleanup(srv.Close)
 	return &testEnv{t: t, db: d, srv: srv, http: hs, mailDir: mailDir, owner: pgtest.MustPool(t, d.OwnerURL, 2), logs: logs, opts: o}
 }
 
@@ -133,6 +136,7 @@ func (e *testEnv) do(method, path, token string, body any, hdr ...string) *respo
 // mails returns the messages written so far, oldest first.
 func (e *testEnv) mails() []*mail.Message {
 	e.t.Helper()
+	e.srv.Close() // mail goes out after the response: wait for it
 	files, _ := filepath.Glob(filepath.Join(e.mailDir, "*.eml"))
 	sort.Strings(files)
 	var out []*mail.Message

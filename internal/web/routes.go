@@ -12,19 +12,40 @@ const patternHealthz = "GET /healthz"
 // audit row; authenticated ones pass requireUser first, and every request with a contract
 // is validated against it before its handler runs.
 func (s *Server) routes(mux *http.ServeMux) {
-	public := func(pattern string, h http.Handler) { mux.Handle(pattern, s.route(pattern, false, h)) }
-	private := func(pattern string, h http.Handler) { mux.Handle(pattern, s.route(pattern, true, h)) }
+	public := func(pattern string, h http.Handler) { mux.Handle(pattern, s.route(pattern, access{}, h)) }
+	private := func(pattern string, h http.Handler) { mux.Handle(pattern, s.route(pattern, access{user: true}, h)) }
+	admin := func(pattern string, h http.Handler) {
+		mux.Handle(pattern, s.route(pattern, access{user: true, admin: true}, h))
+	}
+	// Public auth endpoints are limited per client address, before anything else runs.
+	auth := func(pattern string, h http.Handler) {
+		mux.Handle(pattern, s.route(pattern, access{limited: true}, h))
+	}
 
 	public(patternHealthz, s.handleHealthz())
 	public("GET /readyz", s.handleReadyz())
 
-	public("POST /api/auth/register", s.handleRegister())
-	public("POST /api/auth/verify-email", s.handleVerifyEmail())
-	public("POST /api/auth/token", s.handleToken())
-	public("POST /api/auth/login", s.handleLogin())
-	public("POST /api/auth/refresh", s.handleRefresh())
+	auth("POST /api/auth/register", s.handleRegister())
+	auth("POST /api/auth/verify-email", s.handleVerifyEmail())
+	auth("POST /api/auth/resend-verification", s.handleResendVerification())
+	auth("POST /api/auth/token", s.handleToken())
+	auth("POST /api/auth/login", s.handleLogin())
+	auth("POST /api/auth/refresh", s.handleRefresh())
+	auth("POST /api/auth/unlock", s.handleUnlock())
+	auth("POST /api/auth/password-reset", s.handlePasswordReset())
+	auth("POST /api/auth/password-reset/confirm", s.handlePasswordResetConfirm())
 	private("POST /api/auth/logout", s.handleLogout())
+
 	private("GET /api/me", s.handleMe())
+	private("POST /api/me/password", s.handlePasswordChange())
+	private("POST /api/me/mfa/totp", s.handleMFAEnrol())
+	private("POST /api/me/mfa/totp/confirm", s.handleMFAConfirm())
+
+	private("GET /api/sessions", s.handleSessionList())
+	private("DELETE /api/sessions", s.handleSessionDeleteAll())
+	private("DELETE /api/sessions/{id}", s.handleSessionDelete())
+
+	s.adminRoutes(admin)
 
 	private("POST /api/imports/fhir", s.handleImportFHIR())
 
@@ -44,14 +65,33 @@ func (s *Server) routes(mux *http.ServeMux) {
 	}))
 }
 
-// route records the pattern, authenticates when asked, reads and validates the body, and
-// then runs h with the body available again as r.Body.
-func (s *Server) route(pattern string, private bool, h http.Handler) http.Handler {
+// access says who may call a route.
+type access struct {
+	user    bool // a signed-in user
+	admin   bool // an admin with MFA (implies user)
+	limited bool // public, rate-limited per client address
+}
+
+// route records the pattern, applies the access rule, reads and validates the body, and
+// then runs h with the body available through bodyOf.
+func (s *Server) route(pattern string, a access, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		infoFrom(r.Context()).pattern = pattern
-		if private {
+		if a.limited {
+			if err := s.limit(r.Context(), "ip:"+s.clientIP(r), s.opts.Limits.PerIP); err != nil {
+				writeError(w, r, s.logger, err)
+				return
+			}
+		}
+		if a.user {
 			var err error
 			if r, err = s.authenticate(r); err != nil {
+				writeError(w, r, s.logger, err)
+				return
+			}
+		}
+		if a.admin {
+			if err := s.requireAdmin(r); err != nil {
 				writeError(w, r, s.logger, err)
 				return
 			}

@@ -4,9 +4,11 @@
 package web
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/vitalnexa/vitalnexa/internal/auth"
@@ -17,7 +19,10 @@ import (
 type Options struct {
 	Logger        *slog.Logger
 	Users         phr.UserService
+	Accounts      phr.AccountService
+	Admin         phr.AdminService
 	Sessions      phr.SessionService
+	RateLimiter   phr.RateLimiter
 	TestResults   phr.TestResultService
 	HealthRecords phr.HealthRecordService
 	Imports       phr.ImportService
@@ -26,6 +31,12 @@ type Options struct {
 	Hasher        *auth.Hasher
 	Tokens        *auth.TokenIssuer
 	Passwords     auth.PasswordPolicy
+	// Breach checks new passwords against known breaches; nil skips the check.
+	Breach BreachChecker
+	// RefreshKey derives each refresh token's successor (auth.NextRefreshToken).
+	RefreshKey []byte
+	// Limits are the rate limits of the auth endpoints; zero fields take defaults.
+	Limits RateLimits
 	// ParseFHIR turns a FHIR bundle into an import batch (package fhir).
 	ParseFHIR func(body []byte) (*phr.ImportBatch, error)
 	// Ready reports whether the database answers, for /readyz.
@@ -40,6 +51,26 @@ type Options struct {
 	Now            func() time.Time
 }
 
+// BreachChecker is what the server needs of auth.BreachChecker.
+type BreachChecker interface {
+	Check(ctx context.Context, password string) (auth.BreachResult, error)
+}
+
+// RateLimit is N hits per Window.
+type RateLimit struct {
+	N      int
+	Window time.Duration
+}
+
+// RateLimits of the auth endpoints, shared by every process through phr.RateLimiter.
+type RateLimits struct {
+	// PerIP counts every request to a public auth endpoint from one client address.
+	PerIP RateLimit // default 60 per minute
+	// PerAccount counts sign-ins, registrations, resets and resends naming one email, and
+	// second-factor confirmations of one user.
+	PerAccount RateLimit // default 20 per 15 minutes
+}
+
 // Server is the HTTP handler of the service.
 type Server struct {
 	opts      Options
@@ -47,6 +78,9 @@ type Server struct {
 	audit     phr.AuditService
 	validator *requestValidator
 	handler   http.Handler
+	// background runs mail that must not make a response slower for some emails than for
+	// others (no account enumeration by timing); Close waits for it.
+	background sync.WaitGroup
 }
 
 // NewServer builds the handler. It fails only when the contract does not load.
@@ -60,6 +94,12 @@ func NewServer(opts Options) (*Server, error) {
 	if opts.MaxImportBytes == 0 {
 		opts.MaxImportBytes = 32 << 20
 	}
+	if opts.Limits.PerIP.N == 0 {
+		opts.Limits.PerIP = RateLimit{N: 60, Window: time.Minute}
+	}
+	if opts.Limits.PerAccount.N == 0 {
+		opts.Limits.PerAccount = RateLimit{N: 20, Window: 15 * time.Minute}
+	}
 	v, err := newRequestValidator(opts.Spec)
 	if err != nil {
 		return nil, err
@@ -72,6 +112,23 @@ func NewServer(opts Options) (*Server, error) {
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// Close waits for mail still being sent in the background.
+func (s *Server) Close() { s.background.Wait() }
+
+// goBackground runs fn after the response, detached from the request's cancellation.
+func (s *Server) goBackground(ctx context.Context, what string, fn func(ctx context.Context) error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	s.background.Add(1)
+	go func() {
+		defer s.background.Done()
+		defer cancel()
+		if err := fn(ctx); err != nil {
+			s.logger.ErrorContext(ctx, "background work failed", "job", what,
+				"request_id", phr.RequestIDFromContext(ctx), "err", err.Error())
+		}
+	}()
+}
 
 func (s *Server) now() time.Time {
 	if s.opts.Now != nil {
