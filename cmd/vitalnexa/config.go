@@ -37,6 +37,11 @@ type Config struct {
 	MasterKey secret // VITALNEXA_MASTER_KEY, base64 of 32 bytes
 	JWTSecret secret // VITALNEXA_JWT_SECRET, base64 of >= 32 bytes
 	Pepper    secret // VITALNEXA_PASSWORD_PEPPER, base64 of >= 32 bytes
+	// PepperVersion is the version of Pepper (VITALNEXA_PASSWORD_PEPPER_VERSION, default 1);
+	// OldPeppers are earlier versions (VITALNEXA_PASSWORD_PEPPER_V<n>), kept so that old
+	// hashes still verify and are re-hashed with the current pepper at the next sign-in.
+	PepperVersion int
+	OldPeppers    map[int]secret
 
 	PasswordPolicy string // VITALNEXA_PASSWORD_POLICY: "plan" (default) or "nist"
 	TrustedProxies []netip.Prefix
@@ -110,6 +115,23 @@ func loadConfig(getenv func(string) string) (*Config, error) {
 	}
 	if c.Pepper, err = base64Secret(getenv, "VITALNEXA_PASSWORD_PEPPER", 32, 512); err != nil {
 		return nil, err
+	}
+	c.PepperVersion = 1
+	if v := env("VITALNEXA_PASSWORD_PEPPER_VERSION", ""); v != "" {
+		if c.PepperVersion, err = strconv.Atoi(v); err != nil || c.PepperVersion < 1 || c.PepperVersion > 9999 {
+			return nil, fmt.Errorf("VITALNEXA_PASSWORD_PEPPER_VERSION must be a number from 1 to 9999")
+		}
+	}
+	c.OldPeppers = map[int]secret{}
+	for v := 1; v < c.PepperVersion; v++ {
+		name := "VITALNEXA_PASSWORD_PEPPER_V" + strconv.Itoa(v)
+		old, err := base64Secret(getenv, name, 32, 512)
+		if err != nil {
+			return nil, err
+		}
+		if old != nil {
+			c.OldPeppers[v] = old
+		}
 	}
 	switch c.PasswordPolicy {
 	case "plan", "nist":

@@ -60,7 +60,11 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, ready func(add
 		return err
 	}
 	db := &postgres.DB{Pool: pool, Keys: keys, IdleTimeout: cfg.IdleTimeout}
-	hasher, err := auth.NewHasher(auth.HasherOptions{Pepper: cfg.Pepper})
+	peppers := map[int][]byte{cfg.PepperVersion: cfg.Pepper}
+	for v, p := range cfg.OldPeppers {
+		peppers[v] = p
+	}
+	hasher, err := auth.NewHasher(auth.HasherOptions{Peppers: peppers, CurrentPepper: cfg.PepperVersion})
 	if err != nil {
 		return err
 	}

@@ -97,6 +97,9 @@ type BreachResult struct {
 	// rests on the offline lists only, and the caller should check again at the next login.
 	// When Breached is true the verdict is final whatever RemoteChecked says.
 	RemoteChecked bool
+	// RemoteDown reports that the remote check is enabled but could not be made: the caller
+	// should check this password again when it next sees it.
+	RemoteDown bool
 }
 
 // BreachChecker tells whether a password is known to be breached (plan §4.1), from the
@@ -196,8 +199,8 @@ func (c *BreachChecker) Check(ctx context.Context, password string) (BreachResul
 			return BreachResult{}, ctxErr
 		}
 		// The remote is down or misbehaving. Failing registration because of a third party
-		// would be worse than a later re-check, which RemoteChecked false asks for.
-		return BreachResult{}, nil
+		// would be worse than a later re-check, which RemoteDown asks for.
+		return BreachResult{RemoteDown: true}, nil
 	}
 	return BreachResult{Breached: breached, RemoteChecked: true}, nil
 }

@@ -127,19 +127,19 @@ func TestBreachCheckerRemote(t *testing.T) {
 		{"padding line 000 with the matching suffix", 200, others + suffix + ":000\r\n", 0, BreachResult{RemoteChecked: true}},
 		{"no match", 200, others, 0, BreachResult{RemoteChecked: true}},
 		// Remote down: the offline verdict, flagged for a re-check.
-		{"status 500", 500, "oops", 0, BreachResult{}},
-		{"status 429 rate limited", 429, "", 0, BreachResult{}},
+		{"status 500", 500, "oops", 0, BreachResult{RemoteDown: true}},
+		{"status 429 rate limited", 429, "", 0, BreachResult{RemoteDown: true}},
 		// Slow remote (tarpit): Timeout must bound the wait.
-		{"timeout", 200, others + suffix + ":5\r\n", 2 * time.Second, BreachResult{}},
+		{"timeout", 200, others + suffix + ":5\r\n", 2 * time.Second, BreachResult{RemoteDown: true}},
 		// Captive portal or proxy page answering 200: not a "not breached".
-		{"malformed: HTML", 200, "<html><body>Sign in to the Wi-Fi</body></html>", 0, BreachResult{}},
-		{"malformed: empty body", 200, "", 0, BreachResult{}},
-		{"malformed: short suffix", 200, suffix[1:] + ":5\r\n", 0, BreachResult{}},
-		{"malformed: count not a number", 200, others + suffix + ":many\r\n", 0, BreachResult{}},
-		{"malformed: missing count", 200, others + suffix + "\r\n", 0, BreachResult{}},
-		{"malformed: garbage after a match", 200, suffix + ":5\r\n<html>", 0, BreachResult{}},
+		{"malformed: HTML", 200, "<html><body>Sign in to the Wi-Fi</body></html>", 0, BreachResult{RemoteDown: true}},
+		{"malformed: empty body", 200, "", 0, BreachResult{RemoteDown: true}},
+		{"malformed: short suffix", 200, suffix[1:] + ":5\r\n", 0, BreachResult{RemoteDown: true}},
+		{"malformed: count not a number", 200, others + suffix + ":many\r\n", 0, BreachResult{RemoteDown: true}},
+		{"malformed: missing count", 200, others + suffix + "\r\n", 0, BreachResult{RemoteDown: true}},
+		{"malformed: garbage after a match", 200, suffix + ":5\r\n<html>", 0, BreachResult{RemoteDown: true}},
 		// Endless or huge answer: read at most maxRangeBody.
-		{"oversized body", 200, strings.Repeat(others, maxRangeBody/len(others)+1), 0, BreachResult{}},
+		{"oversized body", 200, strings.Repeat(others, maxRangeBody/len(others)+1), 0, BreachResult{RemoteDown: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -209,7 +209,7 @@ func TestBreachCheckerRemoteUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Check: %v", err)
 	}
-	if want := (BreachResult{}); got != want {
+	if want := (BreachResult{RemoteDown: true}); got != want {
 		t.Fatalf("Check = %+v, want %+v", got, want)
 	}
 }

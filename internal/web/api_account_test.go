@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha1"
@@ -8,12 +9,15 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/vitalnexa/vitalnexa/internal/auth"
 	"github.com/vitalnexa/vitalnexa/internal/web"
 )
 
@@ -500,5 +504,142 @@ func TestAdminsNeedMFAAndSeeNoPHI(t *testing.T) {
 	}
 	if got := e.countAudit("EVENT admin.user_disabled"); got != 1 {
 		t.Fatalf("%d admin.user_disabled events", got)
+	}
+}
+
+func TestLoginFloodIsShedNotQueued(t *testing.T) {
+	t.Parallel()
+	// One bcrypt worker, a short queue and a short wait: a flood must be answered at once
+	// with 503 and Retry-After instead of piling up, and other endpoints keep serving.
+	hasher, err := auth.NewHasher(auth.HasherOptions{Pepper: bytes.Repeat([]byte{7}, 32), Cost: 10,
+		Workers: 1, MaxQueue: 2, MaxWait: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := MustEnv(t)
+	token := e.MustVerifiedUser("ana@example.com")
+	srv, err := web.NewServer(func() web.Options { o := e.opts; o.Hasher = hasher; return o }())
+	if err != nil {
+		t.Fatal(err)
+	}
+	flood := httptest.NewServer(srv)
+	defer flood.Close()
+	var wg sync.WaitGroup
+	var shed, denied atomic.Int32
+	for i := 0; i < 30; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := http.Post(flood.URL+"/api/auth/token", "application/json",
+				strings.NewReader(fmt.Sprintf(`{"email":"nobody%d@example.com","password":"Wrong-Passw0rd!"}`, i)))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			switch resp.StatusCode {
+			case http.StatusServiceUnavailable:
+				if resp.Header.Get("Retry-After") == "" {
+					t.Error("503 without Retry-After")
+				}
+				shed.Add(1)
+			case http.StatusUnauthorized:
+				denied.Add(1)
+			default:
+				t.Errorf("flooded login answered %d", resp.StatusCode)
+			}
+		}()
+	}
+	// Meanwhile health data is served.
+	req, _ := http.NewRequest("GET", flood.URL+"/api/test-results", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("test results during the flood: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	wg.Wait()
+	if shed.Load() == 0 || denied.Load() == 0 {
+		t.Fatalf("%d shed, %d compared: want both", shed.Load(), denied.Load())
+	}
+}
+
+func TestSignInRehashesAnOlderPepperOrCost(t *testing.T) {
+	t.Parallel()
+	e := MustEnv(t)
+	e.MustVerifiedUser("ana@example.com")
+	storedHash := func() string {
+		t.Helper()
+		ctx := context.Background()
+		var h string
+		tx, _ := e.owner.Begin(ctx)
+		defer tx.Rollback(ctx)
+		for _, a := range e.auditRows() {
+			if a.UserID != "" {
+				tx.Exec(ctx, "SELECT set_config('app.current_user_id', $1, true)", a.UserID)
+				break
+			}
+		}
+		if err := tx.QueryRow(ctx, "SELECT password_hash FROM users").Scan(&h); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	if h := storedHash(); !strings.HasPrefix(h, "$vnp1$$2a$04$") {
+		t.Fatalf("stored hash %.13s…, want pepper 1 at cost 4", h)
+	}
+	// The operator introduces pepper 2 (keeping 1) and raises the cost.
+	hasher, err := auth.NewHasher(auth.HasherOptions{Peppers: map[int][]byte{1: bytes.Repeat([]byte{7}, 32),
+		2: bytes.Repeat([]byte{8}, 32)}, CurrentPepper: 2, Cost: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := e.opts
+	o.Hasher = hasher
+	srv, err := web.NewServer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	resp, err := http.Post(hs.URL+"/api/auth/token", "application/json",
+		strings.NewReader(`{"email":"ana@example.com","password":"`+testPassword+`"}`))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("sign-in against the old hash: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if h := storedHash(); !strings.HasPrefix(h, "$vnp2$$2a$05$") {
+		t.Fatalf("after sign-in the stored hash is %.13s…, want pepper 2 at cost 5", h)
+	}
+}
+
+func TestPasswordChangeWithoutCurrentPasswordOnlyRightAfterSignIn(t *testing.T) {
+	t.Parallel()
+	e := MustEnv(t)
+	token := e.MustVerifiedUser("ana@example.com")
+	// 16 minutes later (a second server on the same database whose clock is ahead).
+	o := e.opts
+	o.Now = func() time.Time { return time.Now().Add(16 * time.Minute) }
+	srv, err := web.NewServer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := httptest.NewServer(srv)
+	defer later.Close()
+	body := `{"new_password":"Another-Str0ng-One!"}`
+	req, _ := http.NewRequest("POST", later.URL+"/api/me/password", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	// Attack: a borrowed, long-open session changes the password without knowing it.
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("change without the current password 16 minutes after sign-in: %d, want 400", resp.StatusCode)
+	}
+	if r := e.do("POST", "/api/me/password", token, body); r.status != http.StatusOK {
+		t.Fatalf("change without the current password right after sign-in: %d %s", r.status, r.body)
 	}
 }

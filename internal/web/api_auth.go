@@ -162,7 +162,11 @@ func (s *Server) checkNewPassword(ctx context.Context, field, password string) (
 	if res.Breached {
 		return false, phr.FieldErrorf(phr.EINVALID, field, "%s", errBreached.Message)
 	}
-	return !res.RemoteChecked, nil
+	if res.RemoteDown {
+		s.logger.WarnContext(ctx, "breached-password service unavailable; the offline lists decided, the account will be re-checked",
+			"request_id", phr.RequestIDFromContext(ctx))
+	}
+	return res.RemoteDown, nil
 }
 
 // handleRegister answers the same whether or not the email is taken: the owner of a
