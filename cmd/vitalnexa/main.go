@@ -27,6 +27,9 @@ commands:
   dev       serve on a private PostgreSQL cluster under $VITALNEXA_DATA_DIR (default var/),
             with development secrets generated on first run (what 'make run' starts)
   migrate   apply database migrations as the owner role and create the first keys
+  users create-admin EMAIL
+            make a registered account an admin (it must then turn on two-factor
+            authentication before admin endpoints answer)
 `
 
 // run is the whole program; main only supplies the process's environment, so tests can
@@ -48,6 +51,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runDev(ctx, cfg, logger, stdout)
 	case "migrate":
 		return runMigrate(ctx, cfg, logger)
+	case "users":
+		return runUsers(ctx, cfg, args[1:], logger, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

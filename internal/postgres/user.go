@@ -150,3 +150,20 @@ func (db *DB) FindUserByID(ctx context.Context, id string) (*phr.User, error) {
 	u.EmailVerified = verified != nil
 	return u, s.err
 }
+
+// SetRoleByEmail gives the account with this email the role ("user" or "admin"). It is for
+// operators (`vitalnexa users create-admin`), never reachable through the API; ENOTFOUND
+// when no account has the email.
+func (db *DB) SetRoleByEmail(ctx context.Context, email, role string) (userID string, err error) {
+	if role != "user" && role != "admin" {
+		return "", phr.Errorf(phr.EINVALID, "The role must be user or admin.")
+	}
+	id, err := db.lookup(ctx, "auth_user_id_by_email_index", db.emailIndex(email))
+	if err != nil {
+		return "", err
+	}
+	return id, db.asUser(ctx, id, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `UPDATE users SET role = $2, updated_at = $3 WHERE id = $1`, id, role, db.now())
+		return err
+	})
+}
