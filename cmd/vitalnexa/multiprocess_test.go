@@ -489,11 +489,3 @@ func (p *serveProc) with(t *testing.T) *serveProc {
 	q.t = t
 	return &q
 }
-
-func TestTmpIssuerProbe(t *testing.T) {
-	c := startServeCluster(t, 2, map[string]string{"VITALNEXA_PUBLIC_URL": ""})
-	a, b := c.procs[0], c.procs[1]
-	c.register(t, a, b, "probe@example.org", "Str0ng-Passw0rd!")
-	access, _ := a.signIn("probe@example.org", "Str0ng-Passw0rd!")
-	t.Logf("A: %d, B: %s", a.do("GET", "/api/me", access, "", nil).status, b.do("GET", "/api/me", access, "", nil).raw)
-}

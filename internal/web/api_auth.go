@@ -736,7 +736,9 @@ func (s *Server) handleLogout() http.Handler {
 func (s *Server) securityEvent(ctx context.Context, name, userID string) {
 	reqID := phr.RequestIDFromContext(ctx)
 	s.logger.WarnContext(ctx, "security event", "event", name, "user_id", userID, "request_id", reqID)
-	ev := &phr.AuditEvent{Timestamp: s.now().UTC(), UserID: userID, Action: "EVENT " + name, RequestID: reqID}
+	ri := infoFrom(ctx)
+	ev := &phr.AuditEvent{Timestamp: s.now().UTC(), UserID: userID, Action: "EVENT " + name, RequestID: reqID,
+		IPAddress: ri.ip, UserAgent: ri.userAgent}
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := s.audit.WriteAuditEvent(actx, ev); err != nil {

@@ -24,6 +24,8 @@ type requestInfo struct {
 	pattern    string
 	userID     string
 	resourceID string
+	ip         string // the client address (after trusted proxies)
+	userAgent  string // capped and escaped
 	body       []byte // the request body, read and validated once by route
 }
 
@@ -100,7 +102,7 @@ func newRequestID() string {
 func (s *Server) withAudit(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := s.now()
-		ri := &requestInfo{}
+		ri := &requestInfo{ip: s.clientIP(r), userAgent: cleanUserAgent(r.UserAgent())}
 		reqID := newRequestID()
 		ctx := context.WithValue(phr.NewContextWithRequestID(r.Context(), reqID), infoKey{}, ri)
 		r = r.WithContext(ctx)
@@ -129,11 +131,11 @@ func (s *Server) withAudit(next http.Handler) http.Handler {
 			Timestamp:      start.UTC(),
 			UserID:         ri.userID,
 			Action:         auditAction(r, ri.pattern),
-			IPAddress:      s.clientIP(r),
+			IPAddress:      ri.ip,
 			StatusCode:     buf.status,
 			ResponseTimeMS: int(elapsed.Milliseconds()),
 			ResourceID:     ri.resourceID,
-			UserAgent:      cleanUserAgent(r.UserAgent()),
+			UserAgent:      ri.userAgent,
 			RequestID:      reqID,
 		}
 		// The row must be written even when the client has gone away.
