@@ -17,6 +17,7 @@ const (
 	TokenVerifyEmail   = "verify_email"
 	TokenPasswordReset = "password_reset"
 	TokenUnlock        = "unlock"
+	TokenEmailChange   = "email_change"
 )
 
 // Lifetimes of the mailed tokens: short, because a mailbox is not a safe.
@@ -24,6 +25,7 @@ var TokenTTL = map[string]time.Duration{
 	TokenVerifyEmail:   24 * time.Hour,
 	TokenPasswordReset: time.Hour,
 	TokenUnlock:        24 * time.Hour,
+	TokenEmailChange:   24 * time.Hour,
 }
 
 // Account is the security state of an account, without PHI: what sign-in, the session
@@ -80,6 +82,13 @@ type AccountService interface {
 	// SpendAccountToken marks the token used and returns its user: ENOTFOUND when it is
 	// unknown, of another purpose, already used or expired.
 	SpendAccountToken(ctx context.Context, purpose string, tokenHash []byte) (userID string, err error)
+	// CreateEmailChange stores a pending change of the context user's email to newEmail,
+	// confirmed by the mailed token.
+	CreateEmailChange(ctx context.Context, tokenHash []byte, newEmail string, expiresAt time.Time) error
+	// ConfirmEmailChange spends an email-change token and makes its new address the user's
+	// (verified). ENOTFOUND for an unknown, spent or expired token; ECONFLICT when another
+	// account has taken the address meanwhile.
+	ConfirmEmailChange(ctx context.Context, tokenHash []byte) (userID, oldEmail, newEmail string, err error)
 	// MarkEmailVerified records that userID controls their email address.
 	MarkEmailVerified(ctx context.Context, userID string) error
 	// Unlock lifts userID's lock and resets the failure count.

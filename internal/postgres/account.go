@@ -3,6 +3,8 @@ package postgres
 import (
 	"context"
 	"encoding/base64"
+	"encoding/hex"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -246,4 +248,54 @@ func (db *DB) UseRecoveryCode(ctx context.Context, userID string, codeHash []byt
 		return err
 	})
 	return ok, err
+}
+
+func tokenRowID(tokenHash []byte) string { return hex.EncodeToString(tokenHash) }
+
+// CreateEmailChange stores the pending address, encrypted and bound to its token row.
+func (db *DB) CreateEmailChange(ctx context.Context, tokenHash []byte, newEmail string, expiresAt time.Time) error {
+	userID := phr.UserIDFromContext(ctx)
+	sealed, err := db.seal("account_tokens", "new_email", tokenRowID(tokenHash), strings.TrimSpace(newEmail))
+	if err != nil {
+		return err
+	}
+	return db.withUser(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO account_tokens (token_hash, user_id, purpose, new_email, expires_at, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6)`, tokenHash, userID, phr.TokenEmailChange, sealed, expiresAt, db.now())
+		return err
+	})
+}
+
+// ConfirmEmailChange spends the token and moves the account to the new address.
+func (db *DB) ConfirmEmailChange(ctx context.Context, tokenHash []byte) (userID, oldEmail, newEmail string, err error) {
+	userID, err = db.SpendAccountToken(ctx, phr.TokenEmailChange, tokenHash)
+	if err != nil {
+		return "", "", "", err
+	}
+	err = db.asUser(ctx, userID, func(tx pgx.Tx) error {
+		var sealedNew, sealedOld string
+		if err := tx.QueryRow(ctx, `SELECT t.new_email, u.email FROM account_tokens t JOIN users u ON u.id = t.user_id
+			WHERE t.token_hash = $1`, tokenHash).Scan(&sealedNew, &sealedOld); err != nil {
+			return err
+		}
+		var err error
+		if newEmail, err = db.open("account_tokens", "new_email", tokenRowID(tokenHash), sealedNew); err != nil {
+			return err
+		}
+		if oldEmail, err = db.open("users", "email", userID, sealedOld); err != nil {
+			return err
+		}
+		email, err := db.seal("users", "email", userID, newEmail)
+		if err != nil {
+			return err
+		}
+		now := db.now()
+		_, err = tx.Exec(ctx, `UPDATE users SET email = $2, email_index = $3, email_verified_at = $4, updated_at = $4 WHERE id = $1`,
+			userID, email, db.emailIndex(newEmail), now)
+		if phr.ErrorCode(FormatError(err)) == phr.ECONFLICT {
+			return phr.Errorf(phr.ECONFLICT, "This address cannot be used.")
+		}
+		return err
+	})
+	return userID, oldEmail, newEmail, err
 }

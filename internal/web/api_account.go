@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base32"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/vitalnexa/vitalnexa/internal/auth"
@@ -48,28 +49,9 @@ func (s *Server) handlePasswordChange() http.Handler {
 		ctx := r.Context()
 		userID := phr.UserIDFromContext(ctx)
 		sess := sessionFrom(ctx)
-		recent := s.now().Sub(sess.CreatedAt) <= phr.RecentLoginInterval
-		if req.CurrentPassword != nil || !recent {
-			if req.CurrentPassword == nil {
-				writeError(w, r, s.logger, phr.FieldErrorf(phr.EINVALID, "current_password",
-					"is required when the sign-in is older than 15 minutes"))
-				return
-			}
-			email, err := s.opts.Users.FindEmailForUser(ctx, userID)
-			var creds *phr.Credentials
-			if err == nil {
-				creds, err = s.opts.Users.FindCredentialsByEmail(ctx, email)
-			}
-			if err == nil {
-				_, err = s.checkPassword(ctx, creds, *req.CurrentPassword)
-			}
-			if err == errBadCredentials {
-				err = phr.FieldErrorf(phr.EINVALID, "current_password", "is not correct")
-			}
-			if err != nil {
-				writeError(w, r, s.logger, err)
-				return
-			}
+		if err := s.reauthenticate(ctx, req.CurrentPassword); err != nil {
+			writeError(w, r, s.logger, err)
+			return
 		}
 		recheck, err := s.checkNewPassword(ctx, "new_password", req.NewPassword)
 		if err != nil {
@@ -91,6 +73,127 @@ func (s *Server) handlePasswordChange() http.Handler {
 		})
 		writeJSON(w, http.StatusOK, map[string]string{"status": "password_changed"})
 	})
+}
+
+// reauthenticate asks the signed-in user to prove it is them before an account change:
+// the current password, unless the session signed in within the last 15 minutes. A wrong
+// password counts towards the lockout like a failed sign-in.
+func (s *Server) reauthenticate(ctx context.Context, currentPassword *string) error {
+	recent := s.now().Sub(sessionFrom(ctx).CreatedAt) <= phr.RecentLoginInterval
+	if currentPassword == nil {
+		if recent {
+			return nil
+		}
+		return phr.FieldErrorf(phr.EINVALID, "current_password", "is required when the sign-in is older than 15 minutes")
+	}
+	email, err := s.opts.Users.FindEmailForUser(ctx, phr.UserIDFromContext(ctx))
+	if err != nil {
+		return err
+	}
+	creds, err := s.opts.Users.FindCredentialsByEmail(ctx, email)
+	if err != nil {
+		return err
+	}
+	if _, err := s.checkPassword(ctx, creds, *currentPassword); err != nil {
+		if err == errBadCredentials {
+			return phr.FieldErrorf(phr.EINVALID, "current_password", "is not correct")
+		}
+		return err
+	}
+	return nil
+}
+
+// handleEmailChange starts a change of address: a link to the new address confirms it,
+// and the old address is told at once.
+func (s *Server) handleEmailChange() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			CurrentPassword *string `json:"current_password"`
+			NewEmail        string  `json:"new_email"`
+		}
+		if err := decodeJSON(bodyOf(r), &req); err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
+		if err := checkEmail(req.NewEmail); err != nil {
+			writeError(w, r, s.logger, phr.FieldErrorf(phr.EINVALID, "new_email", "is not an email address"))
+			return
+		}
+		ctx := r.Context()
+		userID := phr.UserIDFromContext(ctx)
+		if err := s.reauthenticate(ctx, req.CurrentPassword); err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
+		token, err := auth.NewOpaqueToken()
+		if err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
+		newEmail := strings.TrimSpace(req.NewEmail)
+		if err := s.opts.Accounts.CreateEmailChange(ctx, auth.HashToken(token), newEmail, s.now().Add(phr.TokenTTL[phr.TokenEmailChange])); err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
+		s.securityEvent(ctx, "email.change_requested", userID)
+		link := s.opts.PublicURL + "/confirm-email?token=" + url.QueryEscape(token)
+		s.goBackground(ctx, "mail_email_change", func(ctx context.Context) error {
+			if err := s.opts.Mailer.SendMail(ctx, &phr.Mail{To: newEmail, Subject: "Confirm your new email address for VitalNexa",
+				Text: "To make this the email address of your VitalNexa account, open this link within 24 hours:\n\n" +
+					link + "\n\nIf you did not ask for this, ignore this message.\n"}); err != nil {
+				return err
+			}
+			return s.mailNotice(ctx, userID, "A change of your VitalNexa email address was requested",
+				"Someone signed in to your VitalNexa account asked to change its email address to "+maskEmail(newEmail)+".\n"+
+					"Nothing changes until the new address is confirmed.\n\n"+
+					"If that was not you, change your password at "+s.opts.PublicURL+"/reset-password and sign out every session.\n")
+		})
+		writeJSON(w, http.StatusAccepted, map[string]string{"status": "verification_email_sent"})
+	})
+}
+
+// handleEmailConfirm spends an email-change link: the account moves to the new address and
+// the old one is told.
+func (s *Server) handleEmailConfirm() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req tokenRequest
+		if err := decodeJSON(bodyOf(r), &req); err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
+		ctx := r.Context()
+		id, old, _, err := s.opts.Accounts.ConfirmEmailChange(ctx, auth.HashToken(req.Token))
+		switch phr.ErrorCode(err) {
+		case "":
+		case phr.ENOTFOUND:
+			writeError(w, r, s.logger, errBadLink)
+			return
+		case phr.ECONFLICT:
+			writeError(w, r, s.logger, phr.FieldErrorf(phr.EINVALID, "token", "This address cannot be used for your account."))
+			return
+		default:
+			writeError(w, r, s.logger, err)
+			return
+		}
+		infoFrom(ctx).userID = id
+		s.securityEvent(ctx, "email.changed", id)
+		s.goBackground(ctx, "mail_email_changed", func(ctx context.Context) error {
+			return s.opts.Mailer.SendMail(ctx, &phr.Mail{To: old, Subject: "Your VitalNexa email address was changed",
+				Text: "The email address of your VitalNexa account was changed, and mail now goes to the new address.\n\n" +
+					"If that was not you, contact us at once.\n"})
+		})
+		writeJSON(w, http.StatusOK, map[string]string{"status": "email_changed"})
+	})
+}
+
+// maskEmail shows enough of an address for its owner to recognise it: "a***@example.org".
+func maskEmail(email string) string {
+	local, domain, ok := strings.Cut(email, "@")
+	if !ok || local == "" {
+		return "***"
+	}
+	r := []rune(local)
+	return string(r[0]) + "***@" + domain
 }
 
 // handleMFAEnrol starts a TOTP enrolment: a new secret, shown once, that becomes active

@@ -643,3 +643,53 @@ func TestPasswordChangeWithoutCurrentPasswordOnlyRightAfterSignIn(t *testing.T) 
 		t.Fatalf("change without the current password right after sign-in: %d %s", r.status, r.body)
 	}
 }
+
+func TestEmailChangeIsConfirmedByTheNewAddressAndToldToTheOld(t *testing.T) {
+	t.Parallel()
+	e := MustEnv(t)
+	token := e.MustVerifiedUser("ana@example.com")
+	e.MustVerifiedUser("bob@example.com")
+	// Attack: a wrong current password.
+	if r := e.do("POST", "/api/me/email", token, map[string]string{"current_password": "Wrong-Passw0rd!", "new_email": "ana@new.example"}); r.status != http.StatusBadRequest {
+		t.Fatalf("wrong current password: %d", r.status)
+	}
+	r := e.do("POST", "/api/me/email", token, map[string]string{"current_password": testPassword, "new_email": "ana@new.example"})
+	if r.status != http.StatusAccepted {
+		t.Fatalf("change: %d %s", r.status, r.body)
+	}
+	if got := e.countMails("ana@example.com", "change of your VitalNexa email"); got != 1 {
+		t.Fatalf("%d notices to the old address, want 1", got)
+	}
+	link := e.linkToken("ana@new.example", "/confirm-email")
+	// Nothing changes before the new address confirms.
+	if me := e.do("GET", "/api/me", token, nil).json(t); me["email"] != "ana@example.com" {
+		t.Fatalf("email changed before confirmation: %v", me["email"])
+	}
+	if r := e.do("POST", "/api/auth/confirm-email", "", map[string]string{"token": link}); r.status != http.StatusOK {
+		t.Fatalf("confirm: %d %s", r.status, r.body)
+	}
+	if r := e.do("POST", "/api/auth/confirm-email", "", map[string]string{"token": link}); r.status != http.StatusBadRequest {
+		t.Fatalf("confirm link used twice: %d", r.status)
+	}
+	if me := e.do("GET", "/api/me", token, nil).json(t); me["email"] != "ana@new.example" {
+		t.Fatalf("email after confirmation: %v", me["email"])
+	}
+	if got := e.countMails("ana@example.com", "address was changed"); got != 1 {
+		t.Fatalf("%d change notices to the old address", got)
+	}
+	if r := e.signIn("ANA@new.example", testPassword); r.status != http.StatusOK {
+		t.Fatalf("sign-in with the new address: %d", r.status)
+	}
+	if r := e.signIn("ana@example.com", testPassword); r.status != http.StatusUnauthorized {
+		t.Fatalf("sign-in with the old address: %d", r.status)
+	}
+	// Attack: take over another account's address.
+	e.do("POST", "/api/me/email", token, map[string]string{"current_password": testPassword, "new_email": "bob@example.com"})
+	steal := e.linkToken("bob@example.com", "/confirm-email")
+	if r := e.do("POST", "/api/auth/confirm-email", "", map[string]string{"token": steal}); r.status != http.StatusBadRequest {
+		t.Fatalf("confirm a taken address: %d %s", r.status, r.body)
+	}
+	if r := e.signIn("bob@example.com", testPassword); r.status != http.StatusOK {
+		t.Fatalf("bob after the attempt: %d", r.status)
+	}
+}

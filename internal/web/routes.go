@@ -32,12 +32,14 @@ func (s *Server) routes(mux *http.ServeMux) {
 	auth("POST /api/auth/login", s.handleLogin())
 	auth("POST /api/auth/refresh", s.handleRefresh())
 	auth("POST /api/auth/unlock", s.handleUnlock())
+	auth("POST /api/auth/confirm-email", s.handleEmailConfirm())
 	auth("POST /api/auth/password-reset", s.handlePasswordReset())
 	auth("POST /api/auth/password-reset/confirm", s.handlePasswordResetConfirm())
 	private("POST /api/auth/logout", s.handleLogout())
 
 	private("GET /api/me", s.handleMe())
 	private("POST /api/me/password", s.handlePasswordChange())
+	private("POST /api/me/email", s.handleEmailChange())
 	private("POST /api/me/mfa/totp", s.handleMFAEnrol())
 	private("POST /api/me/mfa/totp/confirm", s.handleMFAConfirm())
 

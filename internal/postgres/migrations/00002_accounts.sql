@@ -7,8 +7,11 @@
 -- One table for every single-use token mailed to a user. Only hashes are stored.
 ALTER TABLE email_verifications RENAME TO account_tokens;
 ALTER TABLE account_tokens ADD COLUMN purpose text NOT NULL DEFAULT 'verify_email'
-    CHECK (purpose IN ('verify_email', 'password_reset', 'unlock'));
+    CHECK (purpose IN ('verify_email', 'password_reset', 'unlock', 'email_change'));
 ALTER TABLE account_tokens ALTER COLUMN purpose DROP DEFAULT;
+-- An email change waits here, encrypted, until the new address is confirmed.
+ALTER TABLE account_tokens ADD COLUMN new_email ciphertext,
+    ADD CONSTRAINT account_tokens_email_change CHECK ((purpose = 'email_change') = (new_email IS NOT NULL));
 ALTER INDEX email_verifications_user RENAME TO account_tokens_user;
 ALTER POLICY email_verifications_own ON account_tokens RENAME TO account_tokens_own;
 
@@ -196,7 +199,7 @@ DROP FUNCTION auth_user_id_by_account_token(bytea, text);
 REVOKE SELECT (purpose) ON account_tokens FROM vitalnexa_auth;
 ALTER POLICY account_tokens_own ON account_tokens RENAME TO email_verifications_own;
 ALTER INDEX account_tokens_user RENAME TO email_verifications_user;
-ALTER TABLE account_tokens DROP COLUMN purpose;
+ALTER TABLE account_tokens DROP CONSTRAINT account_tokens_email_change, DROP COLUMN new_email, DROP COLUMN purpose;
 ALTER TABLE account_tokens RENAME TO email_verifications;
 CREATE FUNCTION auth_user_id_by_verification(p_token_hash bytea) RETURNS uuid
     LANGUAGE sql STABLE SECURITY DEFINER
