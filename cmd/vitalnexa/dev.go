@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/vitalnexa/vitalnexa/internal/devdb"
 	"github.com/vitalnexa/vitalnexa/internal/postgres"
@@ -109,6 +110,13 @@ func runDev(ctx context.Context, cfg *Config, logger *slog.Logger, stdout io.Wri
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	// One dev instance per data directory: a second one would share, and on exit stop, the
+	// first one's cluster. The lock dies with its process, so a killed instance leaves none.
+	unlock, err := lockDataDir(dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	sec, err := loadDevSecrets(dir)
 	if err != nil {
 		return err
@@ -169,4 +177,20 @@ func runDev(ctx context.Context, cfg *Config, logger *slog.Logger, stdout io.Wri
 	return serve(ctx, cfg, logger, func(addr string) {
 		fmt.Fprintf(stdout, "VitalNexa is running on http://%s (mail is written to %s). Press Ctrl-C to stop.\n", addr, cfg.MailDir)
 	})
+}
+
+// lockDataDir takes an exclusive lock on dir/dev.lock, or says who holds it.
+func lockDataDir(dir string) (unlock func(), err error) {
+	f, err := os.OpenFile(filepath.Join(dir, "dev.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("another vitalnexa dev is running on %s: stop it first, or set VITALNEXA_DATA_DIR to another directory", dir)
+		}
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	return func() { f.Close() }, nil
 }

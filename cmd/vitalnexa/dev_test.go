@@ -304,6 +304,12 @@ func TestDevServesRealPatientDataEndToEnd(t *testing.T) {
 		}
 	}
 	secrets, _ := os.ReadFile(filepath.Join(dir, "secrets.env"))
+	// A second instance on the same data directory is refused and leaves the first alone.
+	second := map[string]string{"VITALNEXA_DATA_DIR": dir, "VITALNEXA_ADDR": freeAddr(t)}
+	err := run(context.Background(), []string{"dev"}, func(k string) string { return second[k] }, nil, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "another vitalnexa dev") {
+		t.Fatalf("second dev on the same data directory: %v", err)
+	}
 
 	bundles, _ := filepath.Glob(filepath.Join("..", "..", "..", "shared", "testdata", "fhir", "*.json"))
 	if len(bundles) == 0 {
