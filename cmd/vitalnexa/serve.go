@@ -70,7 +70,9 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, ready func(add
 	}
 	tokens, err := auth.NewTokenIssuer(auth.TokenOptions{
 		Secrets: map[string][]byte{"k1": cfg.JWTSecret}, CurrentKID: "k1",
-		Issuer: cfg.PublicURL, Audience: "vitalnexa-api", TTL: cfg.AccessTokenTTL})
+		// The issuer is fixed, not the listen or public address, so that every serve process
+		// of one deployment accepts the others' tokens.
+		Issuer: "vitalnexa", Audience: "vitalnexa-api", TTL: cfg.AccessTokenTTL})
 	if err != nil {
 		return err
 	}

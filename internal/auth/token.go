@@ -200,6 +200,11 @@ func (t *TokenIssuer) Parse(token string) (*AccessClaims, error) {
 	if claims.Type != accessType || claims.Subject == "" || claims.ID == "" || claims.IssuedAt == nil {
 		return nil, errInvalidToken()
 	}
+	// A token can live no longer than this issuer grants, whatever its exp says: a leaked
+	// signing secret must not mint tokens for years, and a TTL cut takes effect at once.
+	if claims.ExpiresAt.Sub(claims.IssuedAt.Time) > t.ttl+tokenLeeway {
+		return nil, errInvalidToken()
+	}
 	return &AccessClaims{
 		UserID:    claims.Subject,
 		SessionID: claims.SessionID,

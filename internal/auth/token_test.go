@@ -340,6 +340,10 @@ func TestTokenParseRejects(t *testing.T) {
 			c["exp"] = testNow.Add(2 * time.Hour).Unix()
 		}))},
 		{"missing iat", MustSign(t, jwt.SigningMethodHS256, testSecret, "k1", with(func(c jwt.MapClaims) { delete(c, "iat") }))},
+		// A token minted for years (a leaked secret, or a forged lifetime) is refused.
+		{"lifetime longer than the issuer grants", MustSign(t, jwt.SigningMethodHS256, testSecret, "k1", with(func(c jwt.MapClaims) {
+			c["exp"] = testNow.Add(365 * 24 * time.Hour).Unix()
+		}))},
 		{"nbf in the future", MustSign(t, jwt.SigningMethodHS256, testSecret, "k1", with(func(c jwt.MapClaims) { c["nbf"] = testNow.Add(time.Minute).Unix() }))},
 		// A token from another deployment that shares the secret.
 		{"wrong iss", MustSign(t, jwt.SigningMethodHS256, testSecret, "k1", with(func(c jwt.MapClaims) { c["iss"] = "https://evil.test" }))},

@@ -37,6 +37,10 @@ var (
 // checks it and its session, and returns r with the user in its context.
 func (s *Server) authenticate(r *http.Request) (*http.Request, error) {
 	token, fromCookie := "", false
+	if len(r.Header.Values("Authorization")) > 1 {
+		// Two credentials: a proxy and the server could each believe a different one.
+		return r, phr.Errorf(phr.EUNAUTHORIZED, "invalid or expired token")
+	}
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, t, ok := strings.Cut(h, " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") {
@@ -51,7 +55,7 @@ func (s *Server) authenticate(r *http.Request) (*http.Request, error) {
 	}
 	// A cookie rides along on any request the browser makes; refuse the ones another
 	// site started (SameSite=Strict is the first line, this the second).
-	if fromCookie && r.Method != http.MethodGet && r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+	if fromCookie && r.Method != http.MethodGet && r.Method != http.MethodHead && s.crossSite(r) {
 		return r, phr.Errorf(phr.EFORBIDDEN, "Cross-site requests are not allowed.")
 	}
 	claims, err := s.opts.Tokens.Parse(token)
@@ -66,6 +70,23 @@ func (s *Server) authenticate(r *http.Request) (*http.Request, error) {
 	infoFrom(ctx).userID = claims.UserID
 	ctx = context.WithValue(ctx, sessionKey{}, sess)
 	return r.WithContext(ctx), nil
+}
+
+// crossSite reports whether the browser says another site started the request: by
+// Sec-Fetch-Site, or by an Origin that is not the service's own.
+func (s *Server) crossSite(r *http.Request) bool {
+	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		return true
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return false
+	}
+	own, err := url.Parse(s.opts.PublicURL)
+	if err != nil {
+		return true
+	}
+	return !strings.EqualFold(origin, own.Scheme+"://"+own.Host)
 }
 
 type sessionKey struct{}
@@ -525,11 +546,13 @@ func (s *Server) signIn(r *http.Request) (*tokenPair, error) {
 		}
 		return nil, errBadCredentials
 	}
+	// The audit row names the account even when the attempt fails, so guessing at one
+	// account can be traced; the client learns nothing from it.
+	infoFrom(ctx).userID = creds.UserID
 	attempt, err := s.checkPassword(ctx, creds, req.Password)
 	if err != nil {
 		return nil, err
 	}
-	infoFrom(ctx).userID = creds.UserID
 	mfa, err := s.opts.Accounts.FindMFA(ctx, creds.UserID)
 	if err != nil {
 		return nil, err

@@ -104,6 +104,36 @@ func TestBrowserLoginSetsHostOnlyStrictCookies(t *testing.T) {
 	if r.status != http.StatusForbidden {
 		t.Fatalf("cross-site POST with the cookie: %d, want 403", r.status)
 	}
+	for name, hdr := range map[string][]string{
+		// Attack: a form on another site posts with the victim's cookie (older browsers send no Sec-Fetch-Site).
+		"foreign Origin": {"Origin", "https://evil.example"},
+		// Attack: a look-alike origin on another scheme.
+		"own host over another scheme": {"Origin", "https://vitalnexa.test"},
+	} {
+		r := e.do("POST", "/api/health-records", "", map[string]any{"kind": "note", "title": "x", "content": "y"},
+			append([]string{"Cookie", "__Host-vitalnexa_access=" + access}, hdr...)...)
+		if r.status != http.StatusForbidden {
+			t.Errorf("%s: %d, want 403", name, r.status)
+		}
+	}
+	r = e.do("POST", "/api/health-records", "", map[string]any{"kind": "note", "title": "x", "content": "y"},
+		"Cookie", "__Host-vitalnexa_access="+access, "Origin", "http://vitalnexa.test")
+	if r.status != http.StatusCreated {
+		t.Fatalf("same-origin POST with the cookie: %d %s", r.status, r.body)
+	}
+	// Attack: two Authorization headers, so a proxy and the server could believe different ones.
+	r = e.do("GET", "/api/me", "", nil, "Authorization", "Bearer "+access)
+	req, _ := http.NewRequest("GET", e.http.URL+"/api/me", nil)
+	req.Header.Add("Authorization", "Bearer "+access)
+	req.Header.Add("Authorization", "Bearer other")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if r.status != http.StatusOK || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("one Authorization header: %d; two: %d, want 401", r.status, resp.StatusCode)
+	}
 }
 
 func TestRefreshRotatesAndLogoutEndsTheSession(t *testing.T) {

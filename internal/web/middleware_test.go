@@ -138,7 +138,11 @@ func TestEveryRequestLeavesOneAuditRow(t *testing.T) {
 		if q.token != "" && a.UserID != anaID {
 			t.Errorf("row %d: user_id %q, want ana", i, a.UserID)
 		}
-		if q.token == "" && a.UserID != "" {
+		// A failed sign-in names the account it was aimed at, so guessing can be traced.
+		if q.path == "/api/auth/token" && a.UserID != anaID {
+			t.Errorf("row %d: failed sign-in at ana has user_id %q", i, a.UserID)
+		}
+		if q.token == "" && q.path != "/api/auth/token" && a.UserID != "" {
 			t.Errorf("row %d: anonymous request has user_id %q", i, a.UserID)
 		}
 		if a.IP != "127.0.0.1" || a.RequestID == "" || a.Timestamp.IsZero() || a.ResponseMS < 0 {
