@@ -21,7 +21,7 @@ type healthRecordJSON struct {
 
 func toHealthRecordJSON(r *phr.HealthRecord) healthRecordJSON {
 	return healthRecordJSON{ID: r.ID, Kind: r.Kind, Title: r.Title, Content: r.Content, RecordedAt: timePtr(r.RecordedAt),
-		Source: r.Source, CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC()}
+		Source: r.Source, CreatedAt: stored(r.CreatedAt), UpdatedAt: stored(r.UpdatedAt)}
 }
 
 // healthRecordInput is the body of POST and PATCH. Content stays raw JSON: it is the
@@ -31,6 +31,18 @@ type healthRecordInput struct {
 	Title      *string         `json:"title"`
 	Content    json.RawMessage `json:"content"`
 	RecordedAt *time.Time      `json:"recorded_at"`
+}
+
+// checkRecordedAt refuses dates no record can have: before 1800 (the zero time among them,
+// which would otherwise read as "no date") or more than a day in the future.
+func (s *Server) checkRecordedAt(t *time.Time) error {
+	if t == nil {
+		return nil
+	}
+	if t.Year() < 1800 || t.After(s.now().Add(24*time.Hour)) {
+		return phr.FieldErrorf(phr.EINVALID, "recorded_at", "must be a date between 1800 and today")
+	}
+	return nil
 }
 
 func checkContent(c json.RawMessage) error {
@@ -125,6 +137,10 @@ func (s *Server) handleHealthRecordCreate() http.Handler {
 			writeError(w, r, s.logger, err)
 			return
 		}
+		if err := s.checkRecordedAt(in.RecordedAt); err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
 		rec := &phr.HealthRecord{Kind: *in.Kind, Title: *in.Title, Content: in.Content}
 		if in.RecordedAt != nil {
 			rec.RecordedAt = in.RecordedAt.UTC()
@@ -151,6 +167,10 @@ func (s *Server) handleHealthRecordUpdate() http.Handler {
 			return
 		}
 		if err := checkContent(in.Content); err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
+		if err := s.checkRecordedAt(in.RecordedAt); err != nil {
 			writeError(w, r, s.logger, err)
 			return
 		}

@@ -27,13 +27,18 @@ func timePtr(t time.Time) *time.Time {
 	if t.IsZero() {
 		return nil
 	}
+	t = stored(t)
 	return &t
 }
+
+// stored is t as the database keeps it (UTC, microseconds), so an answer to a write shows
+// the same time as a later read.
+func stored(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
 func toTestResultJSON(r *phr.TestResult) testResultJSON {
 	return testResultJSON{ID: r.ID, CodeSystem: r.CodeSystem, Code: r.Code, Name: r.Name, Value: r.Value,
 		ValueType: r.ValueType, Unit: r.Unit, ReferenceRange: r.ReferenceRange, Notes: r.Notes,
-		EffectiveAt: timePtr(r.EffectiveAt), Source: r.Source, CreatedAt: r.CreatedAt.UTC()}
+		EffectiveAt: timePtr(r.EffectiveAt), Source: r.Source, CreatedAt: stored(r.CreatedAt)}
 }
 
 // pageQuery reads limit and cursor; the contract has already checked their form.

@@ -70,6 +70,10 @@ func TestBadInputGetsAClearProblemNeverA500(t *testing.T) {
 		{"bad id", "GET", "/api/health-records/not-a-uuid", ana, nil, 400},
 		{"unknown kind", "POST", "/api/health-records", ana, map[string]any{"kind": "horoscope", "title": "t", "content": "c"}, 400},
 		{"NUL in content", "POST", "/api/health-records", ana, map[string]any{"kind": "note", "title": "t", "content": map[string]any{"a": "b\x00"}}, 400},
+		// The zero time would otherwise read back as "no date".
+		{"year-1 recorded_at", "POST", "/api/health-records", ana, map[string]any{"kind": "note", "title": "t", "content": "c", "recorded_at": "0001-01-01T00:00:00Z"}, 400},
+		{"NUL in a query parameter", "GET", "/api/test-results?code=%00", ana, nil, 400},
+		{"invalid UTF-8 in a query parameter", "GET", "/api/test-results?code=%ff", ana, nil, 400},
 		{"empty patch", "PATCH", "/api/health-records/00000000-0000-4000-8000-000000000000", ana, map[string]any{}, 400},
 		{"body over the limit", "POST", "/api/auth/token", "", `{"email":"` + strings.Repeat("a", 2<<20) + `"}`, 413},
 	}

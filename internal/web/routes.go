@@ -2,6 +2,8 @@ package web
 
 import (
 	"net/http"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/vitalnexa/vitalnexa/internal/phr"
 )
@@ -98,6 +100,10 @@ func (s *Server) route(pattern string, a access, h http.Handler) http.Handler {
 				return
 			}
 		}
+		if err := checkQuery(r); err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
 		if id := r.PathValue("id"); id != "" {
 			infoFrom(r.Context()).resourceID = cleanResourceID(id)
 		}
@@ -117,4 +123,29 @@ func (s *Server) route(pattern string, a access, h http.Handler) http.Handler {
 		infoFrom(r.Context()).body = body
 		h.ServeHTTP(w, r)
 	})
+}
+
+// checkQuery refuses query values that no parameter may hold: NUL and invalid UTF-8.
+func checkQuery(r *http.Request) error {
+	for name, values := range r.URL.Query() {
+		for _, v := range values {
+			if strings.IndexByte(v, 0) >= 0 || !utf8.ValidString(v) {
+				return phr.FieldErrorf(phr.EINVALID, cleanParamName(name), "holds a NUL or invalid UTF-8")
+			}
+		}
+	}
+	return nil
+}
+
+// cleanParamName keeps a client's parameter name out of the answer unless it is plain.
+func cleanParamName(name string) string {
+	if len(name) > 32 {
+		return "query"
+	}
+	for _, c := range name {
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return "query"
+		}
+	}
+	return name
 }
