@@ -23,12 +23,16 @@ type ImportSkip struct {
 type ImportResult struct {
 	TestResultsCreated   int
 	HealthRecordsCreated int
-	// Unchanged counts results and records that an earlier import had already stored.
+	// Updated counts results and records an earlier import stored that the source has
+	// changed since (an amended lab result): they now hold the new content.
+	Updated int
+	// Unchanged counts results and records that an earlier import had already stored as they are.
 	Unchanged int
 }
 
 // ImportService stores a batch for the user in the context, all or nothing, idempotent
-// on each item's (Source, SourceID).
+// on each item's (Source, SourceID): importing the same batch again changes nothing, and an
+// item whose content changed at the source is updated in place.
 type ImportService interface {
 	Import(ctx context.Context, b *ImportBatch) (*ImportResult, error)
 }

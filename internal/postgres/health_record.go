@@ -117,22 +117,44 @@ func CheckHealthRecord(r *phr.HealthRecord) error {
 
 // insertHealthRecord stores r for the user of tx unless a record with its source key
 // exists; it reports whether it stored a row.
-func (db *DB) insertHealthRecord(ctx context.Context, tx pgx.Tx, userID string, r *phr.HealthRecord) (bool, error) {
+func (db *DB) insertHealthRecord(ctx context.Context, tx pgx.Tx, userID string, r *phr.HealthRecord) (importOutcome, error) {
 	now := db.now()
 	r.ID, r.UserID, r.CreatedAt, r.UpdatedAt = uuid.NewString(), userID, now, now
-	s := sealer{db: db, table: "health_records", rowID: r.ID}
-	title, content := s.seal("title", r.Title), s.seal("content", string(r.Content))
-	if s.err != nil {
-		return false, s.err
+	sourceKey := db.sourceKey("health_records/"+r.Kind, userID, r.Source, r.SourceID)
+	var digest []byte
+	if sourceKey != nil {
+		var err error
+		if digest, err = db.sourceDigest(userID, []any{r.Kind, r.Title, r.Content, r.RecordedAt.UTC()}); err != nil {
+			return 0, err
+		}
 	}
-	tag, err := tx.Exec(ctx, `INSERT INTO health_records (`+healthRecordColumns+`, source_key)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (user_id, source_key) DO NOTHING`,
-		r.ID, userID, r.Kind, title, content, optionalTime(r.RecordedAt), r.Source, now, now,
-		db.sourceKey("health_records/"+r.Kind, userID, r.Source, r.SourceID))
+	fields := func(id string) (title, content string, err error) {
+		s := sealer{db: db, table: "health_records", rowID: id}
+		title, content = s.seal("title", r.Title), s.seal("content", string(r.Content))
+		return title, content, s.err
+	}
+	title, content, err := fields(r.ID)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
-	return tag.RowsAffected() == 1, nil
+	tag, err := tx.Exec(ctx, `INSERT INTO health_records (`+healthRecordColumns+`, source_key, source_digest)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (user_id, source_key) DO NOTHING`,
+		r.ID, userID, r.Kind, title, content, optionalTime(r.RecordedAt), r.Source, now, now, sourceKey, digest)
+	if err != nil || tag.RowsAffected() == 1 {
+		return importCreated, err
+	}
+	// Imported before: update it when the source has changed it.
+	id, stored, err := storedImport(ctx, tx, "health_records", userID, sourceKey)
+	if err != nil || !changed(stored, digest) {
+		return importUnchanged, err
+	}
+	r.ID = id
+	if title, content, err = fields(id); err != nil {
+		return 0, err
+	}
+	_, err = tx.Exec(ctx, `UPDATE health_records SET title = $2, content = $3, recorded_at = $4, updated_at = $5, source_digest = $6
+		WHERE id = $1`, id, title, content, optionalTime(r.RecordedAt), now, digest)
+	return importUpdated, err
 }
 
 // CreateHealthRecord stores a record the user wrote.

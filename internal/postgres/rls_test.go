@@ -355,8 +355,39 @@ func TestImportIsIdempotentAndAllOrNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.TestResultsCreated != 0 || res.HealthRecordsCreated != 0 || res.Unchanged != 5 {
+	if res.TestResultsCreated != 0 || res.HealthRecordsCreated != 0 || res.Updated != 0 || res.Unchanged != 5 {
 		t.Fatalf("second import = %+v, want all unchanged", res)
+	}
+	// The lab amends one result and the record: a re-import updates them in place.
+	before, _, _ := d.DB.FindTestResults(alice, phr.TestResultFilter{Limit: 100})
+	amended := sampleBatch("a", 4)
+	amended.TestResults[2].Value = "99"
+	amended.HealthRecords[0].Title = "Hypertension, resolved"
+	if res, err = d.DB.Import(alice, amended); err != nil {
+		t.Fatal(err)
+	}
+	if res.Updated != 2 || res.Unchanged != 3 || res.TestResultsCreated != 0 {
+		t.Fatalf("import of an amended bundle = %+v, want 2 updated", res)
+	}
+	after, _, _ := d.DB.FindTestResults(alice, phr.TestResultFilter{Limit: 100})
+	values := map[string]string{}
+	for _, r := range after {
+		values[r.ID] = r.Value
+	}
+	n99 := 0
+	for _, r := range before {
+		if values[r.ID] == "99" {
+			n99++
+		} else if values[r.ID] != r.Value {
+			t.Fatalf("result %s changed from %q to %q, or lost its id", r.ID, r.Value, values[r.ID])
+		}
+	}
+	if n99 != 1 || len(after) != 4 {
+		t.Fatalf("%d results hold the amended value (of %d), want 1 of 4", n99, len(after))
+	}
+	recs, _, _ := d.DB.FindHealthRecords(alice, phr.HealthRecordFilter{Limit: 10})
+	if len(recs) != 1 || recs[0].Title != "Hypertension, resolved" {
+		t.Fatalf("records after the amendment: %+v", recs)
 	}
 	// A batch whose last item the database refuses stores none of its items.
 	bad := sampleBatch("b", 3)

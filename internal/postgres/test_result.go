@@ -108,25 +108,47 @@ func (db *DB) FindTestResults(ctx context.Context, f phr.TestResultFilter) ([]*p
 
 // insertTestResult stores r for the user of tx unless a result with its source key exists;
 // it reports whether it stored a row.
-func (db *DB) insertTestResult(ctx context.Context, tx pgx.Tx, userID string, r *phr.TestResult) (bool, error) {
+func (db *DB) insertTestResult(ctx context.Context, tx pgx.Tx, userID string, r *phr.TestResult) (importOutcome, error) {
 	r.ID, r.UserID, r.CreatedAt = uuid.NewString(), userID, db.now()
-	s := sealer{db: db, table: "test_results", rowID: r.ID}
-	code, name, value, unit := s.seal("code", r.Code), s.seal("name", r.Name), s.seal("value", r.Value), s.seal("unit", r.Unit)
-	rng, notes := s.seal("reference_range", r.ReferenceRange), s.seal("notes", r.Notes)
-	if s.err != nil {
-		return false, s.err
+	sourceKey := db.sourceKey("test_results", userID, r.Source, r.SourceID)
+	digest, err := db.sourceDigest(userID, []any{r.CodeSystem, r.Code, r.Name, r.Value, r.ValueType, r.Unit,
+		r.ReferenceRange, r.Notes, r.EffectiveAt.UTC()})
+	if err != nil {
+		return 0, err
+	}
+	fields := func(id string) (code, name, value, unit, rng, notes string, err error) {
+		s := sealer{db: db, table: "test_results", rowID: id}
+		code, name, value, unit = s.seal("code", r.Code), s.seal("name", r.Name), s.seal("value", r.Value), s.seal("unit", r.Unit)
+		rng, notes = s.seal("reference_range", r.ReferenceRange), s.seal("notes", r.Notes)
+		return code, name, value, unit, rng, notes, s.err
+	}
+	code, name, value, unit, rng, notes, err := fields(r.ID)
+	if err != nil {
+		return 0, err
 	}
 	var effective *time.Time
 	if !r.EffectiveAt.IsZero() {
 		effective = &r.EffectiveAt
 	}
-	tag, err := tx.Exec(ctx, `INSERT INTO test_results (`+testResultColumns+`, code_index, source_key)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+	tag, err := tx.Exec(ctx, `INSERT INTO test_results (`+testResultColumns+`, code_index, source_key, source_digest)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
 		ON CONFLICT (user_id, source_key) DO NOTHING`,
 		r.ID, userID, r.CodeSystem, code, name, value, r.ValueType, unit, rng, notes, effective, r.Source, r.CreatedAt,
-		db.codeIndex(userID, r.Code), db.sourceKey("test_results", userID, r.Source, r.SourceID))
-	if err != nil {
-		return false, err
+		db.codeIndex(userID, r.Code), sourceKey, digest)
+	if err != nil || tag.RowsAffected() == 1 {
+		return importCreated, err
 	}
-	return tag.RowsAffected() == 1, nil
+	// Imported before: update it when the source has changed it (an amended result).
+	id, stored, err := storedImport(ctx, tx, "test_results", userID, sourceKey)
+	if err != nil || !changed(stored, digest) {
+		return importUnchanged, err
+	}
+	r.ID = id
+	if code, name, value, unit, rng, notes, err = fields(id); err != nil {
+		return 0, err
+	}
+	_, err = tx.Exec(ctx, `UPDATE test_results SET code_system = $2, code = $3, name = $4, value = $5, value_type = $6,
+		unit = $7, reference_range = $8, notes = $9, effective_at = $10, code_index = $11, source_digest = $12 WHERE id = $1`,
+		id, r.CodeSystem, code, name, value, r.ValueType, unit, rng, notes, effective, db.codeIndex(userID, r.Code), digest)
+	return importUpdated, err
 }

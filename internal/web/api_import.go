@@ -31,6 +31,7 @@ func (s *Server) handleImportFHIR() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{
 			"test_results_created":   res.TestResultsCreated,
 			"health_records_created": res.HealthRecordsCreated,
+			"updated":                res.Updated,
 			"unchanged":              res.Unchanged,
 			"skipped":                skipped,
 		})
