@@ -95,7 +95,12 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, ready func(add
 		Mailer: &mail.DirMailer{Dir: cfg.MailDir, From: cfg.MailFrom},
 		Hasher: hasher, Tokens: tokens, Passwords: auth.PasswordPolicy{NIST: cfg.PasswordPolicy == "nist"},
 		ParseFHIR: func(b []byte) (*phr.ImportBatch, error) { return fhir.ParseBundle(b, fhir.Options{}) },
-		Ready:     func(r *http.Request) error { return pool.Ping(r.Context()) },
+		Ready: func(r *http.Request) error {
+			if err := pool.Ping(r.Context()); err != nil {
+				return err
+			}
+			return auditPool.Ping(r.Context())
+		},
 		Spec:      api.Spec, PublicURL: cfg.PublicURL, TrustedProxies: cfg.TrustedProxies,
 	})
 	if err != nil {
