@@ -101,7 +101,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, ready func(add
 			}
 			return auditPool.Ping(r.Context())
 		},
-		Spec:      api.Spec, PublicURL: cfg.PublicURL, TrustedProxies: cfg.TrustedProxies,
+		Spec: api.Spec, PublicURL: cfg.PublicURL, TrustedProxies: cfg.TrustedProxies,
 	})
 	if err != nil {
 		return err
