@@ -53,12 +53,7 @@ func (s *Server) handlePasswordChange() http.Handler {
 			writeError(w, r, s.logger, err)
 			return
 		}
-		recheck, err := s.checkNewPassword(ctx, "new_password", req.NewPassword)
-		if err != nil {
-			writeError(w, r, s.logger, err)
-			return
-		}
-		hash, err := s.opts.Hasher.Hash(ctx, req.NewPassword)
+		hash, recheck, err := s.hashNewPassword(ctx, "new_password", req.NewPassword)
 		if err != nil {
 			writeError(w, r, s.logger, err)
 			return
@@ -67,10 +62,7 @@ func (s *Server) handlePasswordChange() http.Handler {
 			writeError(w, r, s.logger, err)
 			return
 		}
-		s.securityEvent(ctx, "password.changed", userID)
-		s.goBackground(ctx, "mail_password_changed", func(ctx context.Context) error {
-			return s.mailNotice(ctx, userID, "Your VitalNexa password was changed", strings.Replace(passwordChangedText, "%s", s.opts.PublicURL, 1))
-		})
+		s.passwordChanged(ctx, "password.changed", userID)
 		writeJSON(w, http.StatusOK, map[string]string{"status": "password_changed"})
 	})
 }

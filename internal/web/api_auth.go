@@ -190,6 +190,26 @@ func (s *Server) checkNewPassword(ctx context.Context, field, password string) (
 	return res.RemoteDown, nil
 }
 
+// hashNewPassword checks a new password (policy, breaches) and hashes it.
+func (s *Server) hashNewPassword(ctx context.Context, field, password string) (hash string, recheck bool, err error) {
+	if recheck, err = s.checkNewPassword(ctx, field, password); err != nil {
+		return "", false, err
+	}
+	hash, err = s.opts.Hasher.Hash(ctx, password)
+	return hash, recheck, err
+}
+
+// passwordChanged records a new password of userID and tells the account's address.
+func (s *Server) passwordChanged(ctx context.Context, event, userID string) {
+	s.securityEvent(ctx, event, userID)
+	s.goBackground(ctx, "mail_password_changed", func(ctx context.Context) error {
+		return s.mailNotice(ctx, userID, "Your VitalNexa password was changed",
+			"The password of your VitalNexa account was just changed, and every other session of the account "+
+				"was signed out.\n\nIf that was not you, reset your password now at "+s.opts.PublicURL+"/reset-password "+
+				"and contact us.\n")
+	})
+}
+
 // handleRegister answers the same whether or not the email is taken: the owner of a
 // taken address gets a mail saying so instead of a second account.
 func (s *Server) handleRegister() http.Handler {
@@ -208,12 +228,7 @@ func (s *Server) handleRegister() http.Handler {
 			writeError(w, r, s.logger, err)
 			return
 		}
-		recheck, err := s.checkNewPassword(ctx, "password", req.Password)
-		if err != nil {
-			writeError(w, r, s.logger, err)
-			return
-		}
-		hash, err := s.opts.Hasher.Hash(ctx, req.Password)
+		hash, recheck, err := s.hashNewPassword(ctx, "password", req.Password)
 		if err != nil {
 			writeError(w, r, s.logger, err)
 			return
@@ -383,10 +398,6 @@ func (s *Server) handlePasswordReset() http.Handler {
 	})
 }
 
-const passwordChangedText = "The password of your VitalNexa account was just changed, and every other " +
-	"session of the account was signed out.\n\nIf that was not you, reset your password now at %s/reset-password " +
-	"and contact us.\n"
-
 // handlePasswordResetConfirm sets a new password with a mailed reset token, and ends every
 // session of the account.
 func (s *Server) handlePasswordResetConfirm() http.Handler {
@@ -400,12 +411,7 @@ func (s *Server) handlePasswordResetConfirm() http.Handler {
 			return
 		}
 		ctx := r.Context()
-		recheck, err := s.checkNewPassword(ctx, "new_password", req.NewPassword)
-		if err != nil {
-			writeError(w, r, s.logger, err)
-			return
-		}
-		hash, err := s.opts.Hasher.Hash(ctx, req.NewPassword)
+		hash, recheck, err := s.hashNewPassword(ctx, "new_password", req.NewPassword)
 		if err != nil {
 			writeError(w, r, s.logger, err)
 			return
@@ -428,10 +434,7 @@ func (s *Server) handlePasswordResetConfirm() http.Handler {
 			return
 		}
 		infoFrom(ctx).userID = id
-		s.securityEvent(ctx, "password.reset", id)
-		s.goBackground(ctx, "mail_password_changed", func(ctx context.Context) error {
-			return s.mailNotice(ctx, id, "Your VitalNexa password was changed", strings.Replace(passwordChangedText, "%s", s.opts.PublicURL, 1))
-		})
+		s.passwordChanged(ctx, "password.reset", id)
 		writeJSON(w, http.StatusOK, map[string]string{"status": "password_changed"})
 	})
 }
