@@ -135,4 +135,6 @@ type RateLimiter interface {
 	// Allow counts one hit for key and reports whether it is within limit per window;
 	// when not, retryAfter says when the window ends. key is hashed before it is stored.
 	Allow(ctx context.Context, key string, limit int, window time.Duration) (ok bool, retryAfter time.Duration, err error)
+	// Reset forgets the count of key.
+	Reset(ctx context.Context, key string) error
 }

@@ -135,10 +135,21 @@ func (db *DB) SetPassword(ctx context.Context, userID, passwordHash string, rech
 			userID, passwordHash, recheck, now); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `UPDATE sessions SET revoked_at = $2, ended_reason = $3
-			WHERE user_id = $1 AND revoked_at IS NULL AND ($4::uuid IS NULL OR id <> $4::uuid)`, userID, now, phr.EndedByPassword, keep)
-		return err
+		if _, err := tx.Exec(ctx, `UPDATE sessions SET revoked_at = $2, ended_reason = $3
+			WHERE user_id = $1 AND revoked_at IS NULL AND ($4::uuid IS NULL OR id <> $4::uuid)`, userID, now, phr.EndedByPassword, keep); err != nil {
+			return err
+		}
+		// A new password closes every door the old one may have opened: links in flight to
+		// reset it again or to move the account to another address.
+		return cancelTokens(ctx, tx, userID, now, phr.TokenPasswordReset, phr.TokenEmailChange)
 	})
+}
+
+// cancelTokens spends every outstanding mailed token of the purposes for userID.
+func cancelTokens(ctx context.Context, tx pgx.Tx, userID string, now time.Time, purposes ...string) error {
+	_, err := tx.Exec(ctx, `UPDATE account_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL AND purpose = ANY($3)`,
+		userID, now, purposes)
+	return err
 }
 
 // RehashPassword replaces the stored hash.
@@ -295,7 +306,11 @@ func (db *DB) ConfirmEmailChange(ctx context.Context, tokenHash []byte) (userID,
 		if phr.ErrorCode(FormatError(err)) == phr.ECONFLICT {
 			return phr.Errorf(phr.ECONFLICT, "This address cannot be used.")
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		// Links mailed to the old address (or for another new one) must not outlive the move.
+		return cancelTokens(ctx, tx, userID, now, phr.TokenPasswordReset, phr.TokenEmailChange, phr.TokenVerifyEmail)
 	})
 	return userID, oldEmail, newEmail, err
 }

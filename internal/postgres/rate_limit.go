@@ -51,3 +51,9 @@ func (l *RateLimiter) Allow(ctx context.Context, key string, limit int, window t
 	}
 	return false, retry, nil
 }
+
+// Reset forgets key's window.
+func (l *RateLimiter) Reset(ctx context.Context, key string) error {
+	_, err := l.Pool.Exec(ctx, `DELETE FROM rate_limits WHERE bucket = $1`, l.Keys.BlindIndex("rate_limit", []byte(key)))
+	return FormatError(err)
+}

@@ -693,3 +693,130 @@ func TestEmailChangeIsConfirmedByTheNewAddressAndToldToTheOld(t *testing.T) {
 		t.Fatalf("bob after the attempt: %d", r.status)
 	}
 }
+
+func TestLinksInFlightDieWhenTheAccountMovesOn(t *testing.T) {
+	t.Parallel()
+	e := MustEnv(t)
+	token := e.MustVerifiedUser("ana@example.com")
+
+	// Attack: a thief with a fresh session asks to move the account to their address; the
+	// owner resets the password as the notice says. The thief's link must be dead.
+	e.do("POST", "/api/me/email", token, map[string]string{"new_email": "thief@evil.example"})
+	stolen := e.linkToken("thief@evil.example", "/confirm-email")
+	e.do("POST", "/api/auth/password-reset", "", map[string]string{"email": "ana@example.com"})
+	reset := e.linkToken("ana@example.com", "/reset-password")
+	if r := e.do("POST", "/api/auth/password-reset/confirm", "", map[string]string{"token": reset, "new_password": "Owner-Passw0rd-2!"}); r.status != http.StatusOK {
+		t.Fatalf("reset: %d %s", r.status, r.body)
+	}
+	if r := e.do("POST", "/api/auth/confirm-email", "", map[string]string{"token": stolen}); r.status != http.StatusBadRequest {
+		t.Fatalf("email change confirmed after the owner's reset: %d", r.status)
+	}
+
+	// Attack: a reset link mailed to the old address works after the account moved.
+	tok := e.signIn("ana@example.com", "Owner-Passw0rd-2!").json(t)["access_token"].(string)
+	e.do("POST", "/api/auth/password-reset", "", map[string]string{"email": "ana@example.com"})
+	oldReset := e.linkToken("ana@example.com", "/reset-password")
+	e.do("POST", "/api/me/email", tok, map[string]string{"new_email": "ana@new.example"})
+	if r := e.do("POST", "/api/auth/confirm-email", "", map[string]string{"token": e.linkToken("ana@new.example", "/confirm-email")}); r.status != http.StatusOK {
+		t.Fatalf("confirm: %d %s", r.status, r.body)
+	}
+	if r := e.do("POST", "/api/auth/password-reset/confirm", "", map[string]string{"token": oldReset, "new_password": "Hijack-Passw0rd-1!"}); r.status != http.StatusBadRequest {
+		t.Fatalf("old-address reset link after the move: %d", r.status)
+	}
+
+	// Attack: a reset link requested before a password change still overwrites it.
+	e.do("POST", "/api/auth/password-reset", "", map[string]string{"email": "ana@new.example"})
+	early := e.linkToken("ana@new.example", "/reset-password")
+	if r := e.do("POST", "/api/me/password", tok, map[string]string{"current_password": "Owner-Passw0rd-2!", "new_password": "Owner-Passw0rd-3!"}); r.status != http.StatusOK {
+		t.Fatalf("change: %d %s", r.status, r.body)
+	}
+	if r := e.do("POST", "/api/auth/password-reset/confirm", "", map[string]string{"token": early, "new_password": "Hijack-Passw0rd-1!"}); r.status != http.StatusBadRequest {
+		t.Fatalf("reset link from before a password change: %d", r.status)
+	}
+}
+
+func TestStrangersCannotKeepTheOwnerOut(t *testing.T) {
+	t.Parallel()
+	e := MustEnv(t, func(o *web.Options) {
+		o.Limits = web.RateLimits{PerIP: web.RateLimit{N: 1000, Window: time.Minute}, PerAccount: web.RateLimit{N: 8, Window: 15 * time.Minute}}
+	})
+	e.MustVerifiedUser("ana@example.com")
+	// Attack: flood the owner's address with reset requests to use up their sign-ins.
+	for i := 0; i < 10; i++ {
+		e.do("POST", "/api/auth/password-reset", "", map[string]string{"email": "ANA@example.com"})
+	}
+	if r := e.signIn("ana@example.com", testPassword); r.status != http.StatusOK {
+		t.Fatalf("sign-in after a flood of reset requests: %d", r.status)
+	}
+	// Attack: lock the account and keep guessing past the account limit.
+	for i := 0; i < 10; i++ {
+		e.signIn("ana@example.com", "Wrong-Passw0rd!")
+	}
+	if r := e.do("POST", "/api/auth/unlock", "", map[string]string{"token": e.linkToken("ana@example.com", "/unlock")}); r.status != http.StatusOK {
+		t.Fatalf("unlock: %d", r.status)
+	}
+	if r := e.signIn("ana@example.com", testPassword); r.status != http.StatusOK {
+		t.Fatalf("the owner after the unlock link: %d %s", r.status, r.body)
+	}
+}
+
+func TestAdminLockOutlivesOldUnlockLinks(t *testing.T) {
+	t.Parallel()
+	e := MustEnv(t)
+	admin := e.MustVerifiedUser("admin@example.com")
+	e.MustVerifiedUser("ana@example.com")
+	var adminID string
+	for _, a := range e.auditRows() {
+		if a.Action == "POST /api/auth/token" && a.Status == 200 {
+			adminID = a.UserID
+			break
+		}
+	}
+	ctx := context.Background()
+	tx, _ := e.owner.Begin(ctx)
+	tx.Exec(ctx, "SELECT set_config('app.current_user_id', $1, true)", adminID)
+	tx.Exec(ctx, "UPDATE users SET role = 'admin' WHERE id = $1", adminID)
+	tx.Commit(ctx)
+	secret := e.do("POST", "/api/me/mfa/totp", admin, nil).json(t)["secret"].(string)
+	e.do("POST", "/api/me/mfa/totp/confirm", admin, map[string]string{"otp": totpCode(t, secret, time.Now())})
+	for i := 0; i < 5; i++ {
+		e.signIn("ana@example.com", "Wrong-Passw0rd!")
+	}
+	unlock := e.linkToken("ana@example.com", "/unlock")
+	var anaID string
+	for _, it := range e.do("GET", "/api/admin/users", admin, nil).json(t)["items"].([]any) {
+		if m := it.(map[string]any); m["id"] != adminID {
+			anaID = m["id"].(string)
+		}
+	}
+	if r := e.do("POST", "/api/admin/users/"+anaID+"/lock", admin, nil); r.status != http.StatusNoContent {
+		t.Fatalf("admin lock: %d %s", r.status, r.body)
+	}
+	// Attack: the unlock link from the earlier lockout lifts the admin's lock.
+	e.do("POST", "/api/auth/unlock", "", map[string]string{"token": unlock})
+	if r := e.signIn("ana@example.com", testPassword); r.status != http.StatusUnauthorized {
+		t.Fatalf("sign-in after an old unlock link under an admin lock: %d", r.status)
+	}
+}
+
+func TestCookieRefreshRefusesCrossSiteRequests(t *testing.T) {
+	t.Parallel()
+	e := MustEnv(t)
+	e.MustVerifiedUser("ana@example.com")
+	r := e.do("POST", "/api/auth/login", "", map[string]string{"email": "ana@example.com", "password": testPassword})
+	var refresh string
+	for _, c := range (&http.Response{Header: r.header}).Cookies() {
+		if c.Name == "__Host-vitalnexa_refresh" {
+			refresh = c.Value
+		}
+	}
+	// Attack: another site makes the browser refresh, to rotate the victim's tokens.
+	r = e.do("POST", "/api/auth/refresh", "", nil, "Cookie", "__Host-vitalnexa_refresh="+refresh, "Origin", "https://evil.example")
+	if r.status != http.StatusForbidden {
+		t.Fatalf("cross-site cookie refresh: %d, want 403", r.status)
+	}
+	r = e.do("POST", "/api/auth/refresh", "", nil, "Cookie", "__Host-vitalnexa_refresh="+refresh)
+	if r.status != http.StatusOK {
+		t.Fatalf("same-site cookie refresh: %d %s", r.status, r.body)
+	}
+}

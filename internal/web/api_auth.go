@@ -115,10 +115,11 @@ func (s *Server) limit(ctx context.Context, key string, l RateLimit) error {
 	return nil
 }
 
-// accountKey names an account for rate limits by its normalised email, so that case and
-// Unicode variants of one address share a count.
-func accountKey(email string) string {
-	return "account:" + keyring.NormalizeEmail(email)
+// accountKey names one flow of an account for rate limits by its normalised email, so that
+// case and Unicode variants of one address share a count. Each flow counts apart, so that
+// requests for resets (which anyone may send) cannot use up the owner's sign-ins.
+func accountKey(flow, email string) string {
+	return flow + ":" + keyring.NormalizeEmail(email)
 }
 
 type registerRequest struct {
@@ -224,7 +225,7 @@ func (s *Server) handleRegister() http.Handler {
 			return
 		}
 		ctx := r.Context()
-		if err := s.limit(ctx, accountKey(req.Email), s.opts.Limits.PerAccount); err != nil {
+		if err := s.limit(ctx, accountKey("signin", req.Email), s.opts.Limits.PerAccount); err != nil {
 			writeError(w, r, s.logger, err)
 			return
 		}
@@ -335,6 +336,9 @@ func (s *Server) handleUnlock() http.Handler {
 		if err == nil {
 			err = s.opts.Accounts.Unlock(r.Context(), id)
 		}
+		if err == nil {
+			err = s.resetSignInLimit(r.Context(), id)
+		}
 		if err != nil {
 			writeError(w, r, s.logger, err)
 			return
@@ -345,6 +349,20 @@ func (s *Server) handleUnlock() http.Handler {
 	})
 }
 
+// resetSignInLimit clears the per-account sign-in count of userID: the owner has just
+// proved control of the address (an unlock or reset link), and a stranger's guesses must not
+// keep them out any longer.
+func (s *Server) resetSignInLimit(ctx context.Context, userID string) error {
+	if s.opts.RateLimiter == nil {
+		return nil
+	}
+	email, err := s.opts.Users.FindEmailForUser(ctx, userID)
+	if err != nil {
+		return err
+	}
+	return s.opts.RateLimiter.Reset(ctx, accountKey("signin", email))
+}
+
 type emailRequest struct {
 	Email string `json:"email"`
 }
@@ -352,7 +370,7 @@ type emailRequest struct {
 // mailIfAccount runs send in the background for the account of the email in the body, if
 // there is one, and answers 202 with status either way: the answer and its timing say
 // nothing about whether the account exists.
-func (s *Server) mailIfAccount(status string, send func(ctx context.Context, c *phr.Credentials, email string) error) http.Handler {
+func (s *Server) mailIfAccount(flow, status string, send func(ctx context.Context, c *phr.Credentials, email string) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req emailRequest
 		if err := decodeJSON(bodyOf(r), &req); err != nil {
@@ -364,7 +382,7 @@ func (s *Server) mailIfAccount(status string, send func(ctx context.Context, c *
 			return
 		}
 		ctx := r.Context()
-		if err := s.limit(ctx, accountKey(req.Email), s.opts.Limits.PerAccount); err != nil {
+		if err := s.limit(ctx, accountKey(flow, req.Email), s.opts.Limits.PerAccount); err != nil {
 			writeError(w, r, s.logger, err)
 			return
 		}
@@ -384,7 +402,7 @@ func (s *Server) mailIfAccount(status string, send func(ctx context.Context, c *
 }
 
 func (s *Server) handleResendVerification() http.Handler {
-	return s.mailIfAccount("verification_email_sent", func(ctx context.Context, c *phr.Credentials, email string) error {
+	return s.mailIfAccount("resend", "verification_email_sent", func(ctx context.Context, c *phr.Credentials, email string) error {
 		if c.EmailVerified {
 			return nil
 		}
@@ -393,7 +411,7 @@ func (s *Server) handleResendVerification() http.Handler {
 }
 
 func (s *Server) handlePasswordReset() http.Handler {
-	return s.mailIfAccount("password_reset_email_sent", func(ctx context.Context, c *phr.Credentials, email string) error {
+	return s.mailIfAccount("reset", "password_reset_email_sent", func(ctx context.Context, c *phr.Credentials, email string) error {
 		return s.mailToken(ctx, c.UserID, email, phr.TokenPasswordReset)
 	})
 }
@@ -430,6 +448,10 @@ func (s *Server) handlePasswordResetConfirm() http.Handler {
 			err = s.opts.Accounts.MarkEmailVerified(ctx, id)
 		}
 		if err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
+		if err := s.resetSignInLimit(ctx, id); err != nil {
 			writeError(w, r, s.logger, err)
 			return
 		}
@@ -510,7 +532,11 @@ func (s *Server) checkSecondFactor(ctx context.Context, userID string, mfa *phr.
 	if len(code) < 8 {
 		return false, nil
 	}
-	return s.opts.Accounts.UseRecoveryCode(ctx, userID, auth.HashToken(code))
+	ok, err := s.opts.Accounts.UseRecoveryCode(ctx, userID, auth.HashToken(code))
+	if ok {
+		s.securityEvent(ctx, "mfa.recovery_code_used", userID)
+	}
+	return ok, err
 }
 
 // signIn checks credentials (and the second factor when the account has one) and starts a
@@ -534,7 +560,7 @@ func (s *Server) signIn(r *http.Request) (*tokenPair, error) {
 	if err != nil && phr.ErrorCode(err) != phr.ENOTFOUND {
 		return nil, err
 	}
-	if err := s.limit(ctx, accountKey(req.Email), s.opts.Limits.PerAccount); err != nil {
+	if err := s.limit(ctx, accountKey("signin", req.Email), s.opts.Limits.PerAccount); err != nil {
 		// A locked account sees the lockout answer, not a bare 429.
 		if found {
 			if a, aerr := s.opts.Accounts.FindAccount(phr.NewContextWithUserID(ctx, creds.UserID)); aerr == nil && a.LockedUntil.After(s.now()) {
@@ -711,6 +737,10 @@ func (s *Server) handleRefresh() http.Handler {
 			}
 		} else if c, err := r.Cookie(refreshCookie); err == nil {
 			req.RefreshToken, fromCookie = c.Value, true
+		}
+		if fromCookie && s.crossSite(r) {
+			writeError(w, r, s.logger, phr.Errorf(phr.EFORBIDDEN, "Cross-site requests are not allowed."))
+			return
 		}
 		if req.RefreshToken == "" {
 			writeError(w, r, s.logger, phr.Errorf(phr.EUNAUTHORIZED, "A refresh token is required."))

@@ -81,6 +81,7 @@ GRANT SELECT (id, role, created_at, email_verified_at, failed_logins, locked_unt
     ON users TO vitalnexa_auth;
 GRANT UPDATE (failed_logins, locked_until, disabled_at, updated_at) ON users TO vitalnexa_auth;
 GRANT SELECT (id, user_id, revoked_at, expires_at, last_seen_at), UPDATE (revoked_at, ended_reason) ON sessions TO vitalnexa_auth;
+GRANT SELECT (user_id, used_at), UPDATE (used_at) ON account_tokens TO vitalnexa_auth;
 
 -- +goose StatementBegin
 CREATE FUNCTION admin_require() RETURNS void
@@ -141,7 +142,13 @@ BEGIN
     UPDATE public.users SET locked_until = p_until,
         failed_logins = CASE WHEN p_until IS NULL THEN 0 ELSE failed_logins END, updated_at = now()
         WHERE id = p_user;
-    RETURN FOUND;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    -- An admin's decision stands: unlock links mailed before it no longer work.
+    UPDATE public.account_tokens SET used_at = now()
+        WHERE user_id = p_user AND purpose = 'unlock' AND used_at IS NULL;
+    RETURN true;
 END
 $$;
 
@@ -185,6 +192,7 @@ REVOKE SELECT, INSERT, UPDATE, DELETE ON mfa_recovery_codes, rate_limits FROM vi
 DROP FUNCTION admin_set_disabled(uuid, boolean), admin_set_lock(uuid, timestamptz),
     admin_end_sessions(uuid, text), admin_list_users(uuid, integer), admin_require();
 REVOKE SELECT (id, user_id, revoked_at, expires_at, last_seen_at), UPDATE (revoked_at, ended_reason) ON sessions FROM vitalnexa_auth;
+REVOKE SELECT (user_id, used_at), UPDATE (used_at) ON account_tokens FROM vitalnexa_auth;
 REVOKE UPDATE (failed_logins, locked_until, disabled_at, updated_at) ON users FROM vitalnexa_auth;
 REVOKE SELECT (role, created_at, email_verified_at, failed_logins, locked_until, disabled_at, mfa_enabled_at)
     ON users FROM vitalnexa_auth;
