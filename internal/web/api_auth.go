@@ -9,6 +9,7 @@ import (
 	"net/mail"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vitalnexa/vitalnexa/internal/auth"
@@ -105,14 +106,62 @@ func (s *Server) limit(ctx context.Context, key string, l RateLimit) error {
 	if s.opts.RateLimiter == nil {
 		return nil
 	}
+	if retry, ok := s.blocked.until(key, s.now()); ok {
+		return &retryError{phr.Errorf(phr.ETOOMANY, "Too many requests. Try again later."), retry}
+	}
 	ok, retry, err := s.opts.RateLimiter.Allow(ctx, key, l.N, l.Window)
 	if err != nil {
 		return err
 	}
 	if !ok {
+		if strings.HasPrefix(key, "ip:") {
+			s.blocked.add(key, s.now(), s.now().Add(retry))
+		}
 		return &retryError{phr.Errorf(phr.ETOOMANY, "Too many requests. Try again later."), retry}
 	}
 	return nil
+}
+
+// blockList remembers, in this process, client addresses that are over their limit until
+// their window ends, so that a flood from one address is refused without a database write
+// per request. Only addresses: an account's count can be reset (an unlock link) in another
+// process, which this one would not see.
+type blockList struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+}
+
+// maxBlocked bounds the list; past it, entries whose window has ended are dropped, and if
+// none has, new ones are not remembered (the database still refuses them).
+const maxBlocked = 100000
+
+func (b *blockList) until(key string, now time.Time) (time.Duration, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t, ok := b.m[key]
+	if !ok || !now.Before(t) {
+		return 0, false
+	}
+	return t.Sub(now), true
+}
+
+func (b *blockList) add(key string, now, until time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.m == nil {
+		b.m = map[string]time.Time{}
+	}
+	if len(b.m) >= maxBlocked {
+		for k, t := range b.m {
+			if !now.Before(t) {
+				delete(b.m, k)
+			}
+		}
+		if len(b.m) >= maxBlocked {
+			return
+		}
+	}
+	b.m[key] = until
 }
 
 // accountKey names one flow of an account for rate limits by its normalised email, so that

@@ -81,6 +81,7 @@ type Server struct {
 	// background runs mail that must not make a response slower for some emails than for
 	// others (no account enumeration by timing); Close waits for it.
 	background sync.WaitGroup
+	blocked    blockList
 }
 
 // NewServer builds the handler. It fails only when the contract does not load.
