@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -340,5 +341,15 @@ func TestRateLimitWindowsAreShared(t *testing.T) {
 	var n int
 	if err := d.DB.Pool.QueryRow(bg(), `SELECT count(*) FROM rate_limits WHERE position('203.0.113' in encode(bucket, 'escape')) > 0`).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("rate_limits holds a plain address (%d rows, %v)", n, err)
+	}
+}
+
+func TestLongDeviceNamesAreCutAtACharacter(t *testing.T) {
+	t.Parallel()
+	d := pgtest.MustDatabase(t)
+	ctx := MustUser(t, d.DB, "ua@example.com")
+	// A user agent of 3-byte characters whose cap falls inside one.
+	if _, err := d.DB.CreateSession(ctx, hash(1), time.Now().Add(time.Hour), strings.Repeat("€", 100)); err != nil {
+		t.Fatalf("session with a long non-ASCII user agent: %v", err)
 	}
 }

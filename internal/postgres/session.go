@@ -3,6 +3,7 @@ package postgres
 import (
 	"bytes"
 	"context"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -21,7 +22,7 @@ const maxDeviceLength = 200
 func (db *DB) CreateSession(ctx context.Context, refreshTokenHash []byte, expiresAt time.Time, device string) (*phr.Session, error) {
 	now := db.now()
 	if len(device) > maxDeviceLength {
-		device = device[:maxDeviceLength]
+		device = strings.ToValidUTF8(device[:maxDeviceLength], "") // never half a character
 	}
 	s := &phr.Session{ID: uuid.NewString(), UserID: phr.UserIDFromContext(ctx), CreatedAt: now, LastSeenAt: now,
 		ExpiresAt: expiresAt, Device: device}
