@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vitalnexa/vitalnexa/internal/keyring"
 )
 
 // secret is key material or a password: it never prints.
@@ -35,6 +37,14 @@ type Config struct {
 	DatabaseMaxConns   int32  // VITALNEXA_DATABASE_MAX_CONNS
 
 	MasterKey secret // VITALNEXA_MASTER_KEY, base64 of 32 bytes
+	// MasterKeyURL names the master key in a KMS instead (VITALNEXA_MASTER_KEY_URL, one of
+	// keyring.KMSSchemes). It is a secret: a base64key:// URL is the key itself.
+	MasterKeyURL secret
+	// NewMasterKey and NewMasterKeyURL (VITALNEXA_NEW_MASTER_KEY, VITALNEXA_NEW_MASTER_KEY_URL)
+	// are the master key that `keys rewrap-master` moves the data keys to.
+	NewMasterKey    secret
+	NewMasterKeyURL secret
+
 	JWTSecret secret // VITALNEXA_JWT_SECRET, base64 of >= 32 bytes
 	Pepper    secret // VITALNEXA_PASSWORD_PEPPER, base64 of >= 32 bytes
 	// PepperVersion is the version of Pepper (VITALNEXA_PASSWORD_PEPPER_VERSION, default 1);
@@ -110,6 +120,15 @@ func loadConfig(getenv func(string) string) (*Config, error) {
 	if c.MasterKey, err = base64Secret(getenv, "VITALNEXA_MASTER_KEY", 32, 32); err != nil {
 		return nil, err
 	}
+	if c.NewMasterKey, err = base64Secret(getenv, "VITALNEXA_NEW_MASTER_KEY", 32, 32); err != nil {
+		return nil, err
+	}
+	if c.MasterKeyURL, err = kmsURL(getenv, "VITALNEXA_MASTER_KEY_URL"); err != nil {
+		return nil, err
+	}
+	if c.NewMasterKeyURL, err = kmsURL(getenv, "VITALNEXA_NEW_MASTER_KEY_URL"); err != nil {
+		return nil, err
+	}
 	if c.JWTSecret, err = base64Secret(getenv, "VITALNEXA_JWT_SECRET", 32, 512); err != nil {
 		return nil, err
 	}
@@ -155,7 +174,25 @@ func loadConfig(getenv func(string) string) (*Config, error) {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return nil, fmt.Errorf("set both VITALNEXA_TLS_CERT and VITALNEXA_TLS_KEY, or neither")
 	}
+	if c.Production {
+		if err := c.checkProductionSecrets(); err != nil {
+			return nil, err
+		}
+	}
 	return c, nil
+}
+
+// kmsURL reads an optional KMS URL and checks its scheme. Errors never echo it: it can
+// hold a key (base64key://) or a token.
+func kmsURL(getenv func(string) string, name string) (secret, error) {
+	v := strings.TrimSpace(getenv(name))
+	if v == "" {
+		return nil, nil
+	}
+	if err := keyring.CheckKMSURL(v); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return secret(v), nil
 }
 
 // base64Secret reads an optional base64 secret of min..max bytes. Errors never echo it.
@@ -182,8 +219,8 @@ func (c *Config) checkServe() error {
 	if len(c.DatabaseURL) == 0 {
 		missing = append(missing, "DATABASE_URL")
 	}
-	if c.MasterKey == nil {
-		missing = append(missing, "VITALNEXA_MASTER_KEY")
+	if c.MasterKey == nil && len(c.MasterKeyURL) == 0 {
+		missing = append(missing, "VITALNEXA_MASTER_KEY (or VITALNEXA_MASTER_KEY_URL)")
 	}
 	if c.JWTSecret == nil {
 		missing = append(missing, "VITALNEXA_JWT_SECRET")

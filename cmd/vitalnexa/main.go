@@ -27,6 +27,8 @@ commands:
   dev       serve on a private PostgreSQL cluster under $VITALNEXA_DATA_DIR (default var/),
             with development secrets generated on first run (what 'make run' starts)
   migrate   apply database migrations as the owner role and create the first keys
+  keys      status | rotate | reencrypt [--wait] | revoke vN | destroy vN | rewrap-master
+            manage the data-key versions (see README)
   users create-admin EMAIL
             make a registered account an admin (it must then turn on two-factor
             authentication before admin endpoints answer)
@@ -53,6 +55,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runMigrate(ctx, cfg, logger)
 	case "users":
 		return runUsers(ctx, cfg, args[1:], logger, stdout)
+	case "keys":
+		return runKeys(ctx, cfg, args[1:], logger, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

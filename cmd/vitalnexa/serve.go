@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,7 +14,6 @@ import (
 	"github.com/vitalnexa/vitalnexa/api"
 	"github.com/vitalnexa/vitalnexa/internal/auth"
 	"github.com/vitalnexa/vitalnexa/internal/fhir"
-	"github.com/vitalnexa/vitalnexa/internal/keyring"
 	"github.com/vitalnexa/vitalnexa/internal/mail"
 	"github.com/vitalnexa/vitalnexa/internal/phr"
 	"github.com/vitalnexa/vitalnexa/internal/postgres"
@@ -36,10 +34,11 @@ func runServe(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 
 // serve runs the API until ctx ends. ready, when not nil, receives the listening address.
 func serve(ctx context.Context, cfg *Config, logger *slog.Logger, ready func(addr string)) error {
-	wrapper, err := keyring.NewLocalWrapper(cfg.MasterKey)
+	wrapper, err := openMasterWrapper(ctx, cfg, logger)
 	if err != nil {
-		return fmt.Errorf("master key: %w", err)
+		return err
 	}
+	defer closeWrapper(wrapper)
 	pool, err := postgres.Open(ctx, string(cfg.DatabaseURL), cfg.DatabaseMaxConns)
 	if err != nil {
 		return err

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 
-	"github.com/vitalnexa/vitalnexa/internal/keyring"
 	"github.com/vitalnexa/vitalnexa/internal/phr"
 	"github.com/vitalnexa/vitalnexa/internal/postgres"
 )
@@ -27,13 +26,14 @@ func runUsers(ctx context.Context, cfg *Config, args []string, logger *slog.Logg
 			return err
 		}
 	}
-	if len(cfg.DatabaseURL) == 0 || cfg.MasterKey == nil {
-		return fmt.Errorf("set DATABASE_URL and VITALNEXA_MASTER_KEY as for serve (or start `make run` first)")
+	if len(cfg.DatabaseURL) == 0 || (cfg.MasterKey == nil && len(cfg.MasterKeyURL) == 0) {
+		return fmt.Errorf("set DATABASE_URL and VITALNEXA_MASTER_KEY (or VITALNEXA_MASTER_KEY_URL) as for serve (or start `make run` first)")
 	}
-	wrapper, err := keyring.NewLocalWrapper(cfg.MasterKey)
+	wrapper, err := openMasterWrapper(ctx, cfg, logger)
 	if err != nil {
-		return fmt.Errorf("master key: %w", err)
+		return err
 	}
+	defer closeWrapper(wrapper)
 	pool, err := postgres.Open(ctx, string(cfg.DatabaseURL), 2)
 	if err != nil {
 		return err
@@ -71,7 +71,7 @@ func useDevInstance(cfg *Config) error {
 	if m := devEnvURL.FindSubmatch(env); m != nil {
 		cfg.DatabaseURL = secret(m[1])
 	}
-	if cfg.MasterKey == nil {
+	if cfg.MasterKey == nil && len(cfg.MasterKeyURL) == 0 {
 		cfg.MasterKey, err = base64Secret(func(string) string { return sec["VITALNEXA_MASTER_KEY"] }, "VITALNEXA_MASTER_KEY", 32, 32)
 	}
 	return err

@@ -19,9 +19,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // KeySize is the length in bytes of every key this package accepts or produces.
@@ -74,13 +76,20 @@ func (f Field) additionalData() []byte {
 
 // Keyring holds the data-key versions, the version used for writes, and the blind-index key.
 // It is safe for concurrent use. Its String, GoString and LogValue never show key material.
+//
+// Replace swaps in another set of versions while the keyring is in use (after a rotation,
+// a revocation or a destruction made by another process).
 type Keyring struct {
+	mu       sync.RWMutex
 	dataKeys map[int][]byte
 	current  int
 	blindKey []byte
 
 	aeads     sync.Map // aeadID -> cipher.AEAD
 	blindKeys sync.Map // purpose string -> []byte
+
+	// encryptions counts Encrypt calls per version since the last TakeEncryptionCounts.
+	encryptions sync.Map // int -> *atomic.Int64
 }
 
 type aeadID struct {
@@ -93,17 +102,79 @@ type aeadID struct {
 // versions, and no two keys may be equal (a repeated key means a broken rotation or a
 // blind-index key reused as a data key). Errors never contain key material.
 func New(dataKeys map[int][]byte, current int, blindIndexKey []byte) (*Keyring, error) {
-	if len(dataKeys) == 0 {
-		return nil, errors.New("keyring: no data keys")
-	}
 	if len(blindIndexKey) != KeySize {
 		return nil, fmt.Errorf("keyring: blind-index key is %d bytes, want %d", len(blindIndexKey), KeySize)
 	}
-	k := &Keyring{
-		dataKeys: make(map[int][]byte, len(dataKeys)),
-		current:  current,
-		blindKey: bytes.Clone(blindIndexKey),
+	keys, err := checkDataKeys(dataKeys, current, blindIndexKey)
+	if err != nil {
+		return nil, err
 	}
+	return &Keyring{dataKeys: keys, current: current, blindKey: bytes.Clone(blindIndexKey)}, nil
+}
+
+// Replace makes dataKeys the versions of the keyring and current the one used for writes,
+// under the same rules as New; the blind-index key stays. Versions no longer present can no
+// longer decrypt. Concurrent callers see either the old or the new set.
+func (k *Keyring) Replace(dataKeys map[int][]byte, current int) error {
+	keys, err := checkDataKeys(dataKeys, current, k.blindKey)
+	if err != nil {
+		return err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for v := range k.dataKeys {
+		if _, ok := keys[v]; !ok {
+			k.aeads.Range(func(id, _ any) bool {
+				if id.(aeadID).version == v {
+					k.aeads.Delete(id)
+				}
+				return true
+			})
+		}
+	}
+	k.dataKeys, k.current = keys, current
+	return nil
+}
+
+// Versions lists the data-key versions the keyring holds, ascending.
+func (k *Keyring) Versions() []int {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	out := make([]int, 0, len(k.dataKeys))
+	for v := range k.dataKeys {
+		out = append(out, v)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TakeEncryptionCounts returns how many values each version encrypted since the last call,
+// and starts counting again: the caller adds them to the stored totals (nonce budget).
+func (k *Keyring) TakeEncryptionCounts() map[int]int64 {
+	out := map[int]int64{}
+	k.encryptions.Range(func(v, n any) bool {
+		if c := n.(*atomic.Int64).Swap(0); c > 0 {
+			out[v.(int)] = c
+		}
+		return true
+	})
+	return out
+}
+
+func (k *Keyring) countEncryption(version int) {
+	n, ok := k.encryptions.Load(version)
+	if !ok {
+		n, _ = k.encryptions.LoadOrStore(version, new(atomic.Int64))
+	}
+	n.(*atomic.Int64).Add(1)
+}
+
+// checkDataKeys validates and copies a set of data keys for New and Replace.
+func checkDataKeys(dataKeys map[int][]byte, current int, blindIndexKey []byte) (map[int][]byte, error) {
+	if len(dataKeys) == 0 {
+		return nil, errors.New("keyring: no data keys")
+	}
+	k := &Keyring{dataKeys: make(map[int][]byte, len(dataKeys))}
 	for v, key := range dataKeys {
 		if v < 1 {
 			return nil, fmt.Errorf("keyring: data key version %d: versions start at 1", v)
@@ -124,14 +195,20 @@ func New(dataKeys map[int][]byte, current int, blindIndexKey []byte) (*Keyring, 
 	if _, ok := k.dataKeys[current]; !ok {
 		return nil, fmt.Errorf("keyring: current version v%d has no data key", current)
 	}
-	return k, nil
+	return k.dataKeys, nil
 }
 
 // CurrentVersion is the data-key version Encrypt uses.
-func (k *Keyring) CurrentVersion() int { return k.current }
+func (k *Keyring) CurrentVersion() int {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.current
+}
 
 // String describes the keyring without key material.
 func (k *Keyring) String() string {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
 	return fmt.Sprintf("keyring.Keyring{current: v%d, versions: %d}", k.current, len(k.dataKeys))
 }
 
@@ -140,6 +217,8 @@ func (k *Keyring) GoString() string { return k.String() }
 
 // LogValue keeps slog from printing the keys.
 func (k *Keyring) LogValue() slog.Value {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
 	return slog.GroupValue(slog.Int("current_version", k.current), slog.Int("versions", len(k.dataKeys)))
 }
 
@@ -151,7 +230,8 @@ func (k *Keyring) Encrypt(plaintext []byte, f Field) (string, error) {
 	if err := f.validate(); err != nil {
 		return "", fmt.Errorf("keyring: encrypt: %w", err)
 	}
-	aead, err := k.aead(k.current, f)
+	current := k.CurrentVersion()
+	aead, err := k.aead(current, f)
 	if err != nil {
 		return "", fmt.Errorf("keyring: encrypt: %w", err)
 	}
@@ -160,7 +240,8 @@ func (k *Keyring) Encrypt(plaintext []byte, f Field) (string, error) {
 		return "", fmt.Errorf("keyring: encrypt: nonce: %w", err)
 	}
 	ct, tag := sealParts(aead, iv, plaintext, f.additionalData())
-	return formatValue(k.current, iv, ct, tag), nil
+	k.countEncryption(current)
+	return formatValue(current, iv, ct, tag), nil
 }
 
 // EncryptString is Encrypt of the bytes of s.
@@ -179,9 +260,6 @@ func (k *Keyring) Decrypt(value string, f Field) ([]byte, error) {
 	p, err := parseValue(value)
 	if err != nil {
 		return nil, err
-	}
-	if _, ok := k.dataKeys[p.version]; !ok {
-		return nil, fmt.Errorf("%w: unknown key version", ErrDecrypt)
 	}
 	aead, err := k.aead(p.version, f)
 	if err != nil {
@@ -211,7 +289,7 @@ func (k *Keyring) Reencrypt(value string, f Field) (newValue string, changed boo
 	if err != nil {
 		return "", false, err
 	}
-	if v, _ := Version(value); v == k.current {
+	if v, _ := Version(value); v == k.CurrentVersion() {
 		return value, false, nil
 	}
 	out, err := k.Encrypt(plaintext, f)
@@ -235,11 +313,18 @@ func Version(value string) (int, error) {
 // The version must exist. GCM values from the standard library hold no per-call state, so
 // one instance serves concurrent callers.
 func (k *Keyring) aead(version int, f Field) (cipher.AEAD, error) {
+	k.mu.RLock()
+	dataKey, known := k.dataKeys[version]
+	k.mu.RUnlock()
+	if !known {
+		// Checked before the cache, so a version removed by Replace stops at once.
+		return nil, errors.New("unknown key version")
+	}
 	id := aeadID{version, f.Table, f.Column}
 	if a, ok := k.aeads.Load(id); ok {
 		return a.(cipher.AEAD), nil
 	}
-	key, err := deriveFieldKey(k.dataKeys[version], f.Table, f.Column)
+	key, err := deriveFieldKey(dataKey, f.Table, f.Column)
 	if err != nil {
 		return nil, err
 	}

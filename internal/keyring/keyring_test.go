@@ -678,3 +678,43 @@ func BenchmarkDecrypt(b *testing.B) {
 		}
 	}
 }
+
+func TestReplaceWhileInUse(t *testing.T) {
+	t.Parallel()
+	keys, blind := MustKeys(t, 3)
+	k := MustNew(t, map[int][]byte{1: keys[1]}, 1, blind)
+	f := Field{"test_results", "value", "r-1"}
+	v1 := MustEncrypt(t, k, "13.5", f)
+	// Another process rotated: v2 is now the write version, v1 still reads.
+	if err := k.Replace(map[int][]byte{1: keys[1], 2: keys[2]}, 2); err != nil {
+		t.Fatal(err)
+	}
+	v2 := MustEncrypt(t, k, "13.5", f)
+	if got, _ := Version(v2); got != 2 {
+		t.Fatalf("write after Replace under v%d, want v2", got)
+	}
+	if got, err := k.DecryptString(v1, f); err != nil || got != "13.5" {
+		t.Fatalf("v1 after rotation: %q %v", got, err)
+	}
+	// v1 destroyed: its values no longer open, even from the field-key cache.
+	if err := k.Replace(map[int][]byte{2: keys[2]}, 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Decrypt(v1, f); !errors.Is(err, ErrDecrypt) {
+		t.Fatalf("a destroyed version still decrypts: %v", err)
+	}
+	// Replace keeps New's rules.
+	if err := k.Replace(map[int][]byte{2: keys[2]}, 3); err == nil {
+		t.Fatal("Replace accepted a current version without a key")
+	}
+	if err := k.Replace(map[int][]byte{2: keys[2], 3: blind}, 3); err == nil {
+		t.Fatal("Replace accepted the blind-index key as a data key")
+	}
+	counts := k.TakeEncryptionCounts()
+	if counts[1] != 1 || counts[2] != 1 {
+		t.Fatalf("encryption counts %v, want one per version", counts)
+	}
+	if again := k.TakeEncryptionCounts(); len(again) != 0 {
+		t.Fatalf("counts not reset: %v", again)
+	}
+}
