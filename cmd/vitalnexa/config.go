@@ -59,6 +59,9 @@ type Config struct {
 	TLSKey         string // VITALNEXA_TLS_KEY
 	AccessTokenTTL time.Duration
 	IdleTimeout    time.Duration // VITALNEXA_SESSION_IDLE_TIMEOUT
+	// KeyRotationInterval is the age at which the data key is rotated on schedule
+	// (VITALNEXA_KEY_ROTATION_INTERVAL, default 2160h = 90 days; "off" turns it off).
+	KeyRotationInterval time.Duration
 
 	BreachCheck   string // VITALNEXA_BREACH_CHECK: "remote" (default: HIBP and offline) or "offline"
 	BreachURL     string // VITALNEXA_HIBP_URL
@@ -91,6 +94,13 @@ func loadConfig(getenv func(string) string) (*Config, error) {
 	if c.IdleTimeout, err = time.ParseDuration(env("VITALNEXA_SESSION_IDLE_TIMEOUT", "15m")); err != nil ||
 		c.IdleTimeout < time.Minute || c.IdleTimeout > 24*time.Hour {
 		return nil, fmt.Errorf("VITALNEXA_SESSION_IDLE_TIMEOUT must be a duration from 1m to 24h, such as 15m")
+	}
+	switch v := env("VITALNEXA_KEY_ROTATION_INTERVAL", "2160h"); v {
+	case "off":
+	default:
+		if c.KeyRotationInterval, err = time.ParseDuration(v); err != nil || c.KeyRotationInterval < time.Hour {
+			return nil, fmt.Errorf("VITALNEXA_KEY_ROTATION_INTERVAL must be a duration of at least 1h (such as 2160h) or \"off\"")
+		}
 	}
 	switch c.BreachCheck {
 	case "remote", "offline":

@@ -128,8 +128,10 @@ func runDev(ctx context.Context, cfg *Config, logger *slog.Logger, stdout io.Wri
 		}
 		return base64Secret(func(string) string { return sec[name] }, name, 32, 512)
 	}
-	if cfg.MasterKey, err = getSecret(cfg.MasterKey, "VITALNEXA_MASTER_KEY"); err != nil {
-		return err
+	if len(cfg.MasterKeyURL) == 0 { // a KMS, when configured, wraps the keys instead
+		if cfg.MasterKey, err = getSecret(cfg.MasterKey, "VITALNEXA_MASTER_KEY"); err != nil {
+			return err
+		}
 	}
 	if cfg.JWTSecret, err = getSecret(cfg.JWTSecret, "VITALNEXA_JWT_SECRET"); err != nil {
 		return err

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river/rivertype"
+	"github.com/vitalnexa/vitalnexa/internal/jobs"
 	"github.com/vitalnexa/vitalnexa/internal/keyring"
 	"github.com/vitalnexa/vitalnexa/internal/phr"
 	"github.com/vitalnexa/vitalnexa/internal/postgres"
@@ -191,33 +193,76 @@ func keysStatus(ctx context.Context, e *keysEnv, stdout io.Writer) error {
 	return nil
 }
 
-// keysReencrypt moves every value to the write key, showing a progress bar.
+// keysReencrypt queues the re-encryption job (serve processes run it). With wait, this
+// process runs it too and follows it to the end with a progress bar.
 func keysReencrypt(ctx context.Context, e *keysEnv, wait bool, stdout io.Writer) error {
-	st, err := postgres.KeyStatuses(ctx, e.pool)
+	workers := 0
+	if wait {
+		workers = 1
+	}
+	client, err := jobs.NewClient(jobs.Options{DB: e.db, Wrapper: e.wrapper, Audit: e.audit, Workers: workers})
 	if err != nil {
 		return err
 	}
-	var total int64
-	for _, s := range st {
-		if !s.Current {
-			total += s.Remaining
+	id, err := jobs.EnqueueReencrypt(ctx, client)
+	if err != nil {
+		return err
+	}
+	if err := e.keyEvent(ctx, "key.reencrypt_requested"); err != nil {
+		return err
+	}
+	if !wait {
+		fmt.Fprintf(stdout, "Re-encryption queued (job %d); the serve processes run it. `vitalnexa keys status` shows what is left.\n", id)
+		return nil
+	}
+	if err := client.Start(ctx); err != nil {
+		return err
+	}
+	defer client.Stop(context.WithoutCancel(ctx))
+	total := int64(-1)
+	for {
+		left, err := valuesNotCurrent(ctx, e)
+		if err != nil {
+			return err
+		}
+		if total < left {
+			total = left
+		}
+		fmt.Fprint(stdout, "\r"+progressBar(total-left, total))
+		job, err := client.JobGet(ctx, id)
+		if err != nil {
+			return err
+		}
+		switch job.State {
+		case rivertype.JobStateCompleted:
+			fmt.Fprintln(stdout)
+			return keysStatus(ctx, e, stdout)
+		case rivertype.JobStateCancelled, rivertype.JobStateDiscarded:
+			fmt.Fprintln(stdout)
+			return fmt.Errorf("the re-encryption job ended as %s; see the server log", job.State)
+		}
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(stdout)
+			return ctx.Err()
+		case <-time.After(300 * time.Millisecond):
 		}
 	}
-	if err := e.keyEvent(ctx, "key.reencrypt_started"); err != nil {
-		return err
-	}
-	p, err := e.db.ReencryptAll(ctx, 500, func(p postgres.ReencryptProgress) {
-		fmt.Fprint(stdout, "\r"+progressBar(int64(p.Values), total)+fmt.Sprintf(" %d users", p.Users))
-	})
-	fmt.Fprintln(stdout)
+}
+
+// valuesNotCurrent counts stored values not under the write key.
+func valuesNotCurrent(ctx context.Context, e *keysEnv) (int64, error) {
+	st, err := postgres.KeyStatuses(ctx, e.pool)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if err := e.keyEvent(ctx, "key.reencrypt_finished"); err != nil {
-		return err
+	var n int64
+	for _, s := range st {
+		if !s.Current {
+			n += s.Remaining
+		}
 	}
-	fmt.Fprintf(stdout, "%d values of %d users moved to v%d.\n", p.Values, p.Users, e.db.Keys.CurrentVersion())
-	return keysStatus(ctx, e, stdout)
+	return n, nil
 }
 
 func progressBar(done, total int64) string {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/vitalnexa/vitalnexa/internal/jobs"
 	"github.com/vitalnexa/vitalnexa/internal/postgres"
 )
 
@@ -34,5 +35,8 @@ func migrate(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		return err
 	}
 	defer owner.Close()
+	if err := jobs.Migrate(ctx, owner, postgres.AppRole); err != nil {
+		return err
+	}
 	return postgres.EnsureKeys(ctx, owner, wrapper)
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/vitalnexa/vitalnexa/api"
 	"github.com/vitalnexa/vitalnexa/internal/auth"
 	"github.com/vitalnexa/vitalnexa/internal/fhir"
+	"github.com/vitalnexa/vitalnexa/internal/jobs"
+	"github.com/vitalnexa/vitalnexa/internal/keyring"
 	"github.com/vitalnexa/vitalnexa/internal/mail"
 	"github.com/vitalnexa/vitalnexa/internal/phr"
 	"github.com/vitalnexa/vitalnexa/internal/postgres"
@@ -59,6 +61,18 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, ready func(add
 		return err
 	}
 	db := &postgres.DB{Pool: pool, Keys: keys, IdleTimeout: cfg.IdleTimeout}
+	// Background jobs (re-encryption, scheduled key rotation) run in every serve process;
+	// River hands each job to one of them.
+	jobClient, err := jobs.NewClient(jobs.Options{DB: db, Wrapper: wrapper, Audit: &postgres.AuditStore{Pool: auditPool},
+		Logger: logger, RotateEvery: cfg.KeyRotationInterval, Workers: 2})
+	if err != nil {
+		return err
+	}
+	if err := jobClient.Start(ctx); err != nil {
+		return err
+	}
+	defer jobClient.Stop(context.WithoutCancel(ctx))
+	go maintainKeyring(ctx, db, wrapper, logger)
 	peppers := map[int][]byte{cfg.PepperVersion: cfg.Pepper}
 	for v, p := range cfg.OldPeppers {
 		peppers[v] = p
@@ -150,4 +164,33 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, ready func(add
 	}
 	srv.Close() // mail still on its way
 	return nil
+}
+
+// maintainKeyring keeps this process's keyring in step with the database (a rotation,
+// revocation or destruction made elsewhere takes effect within 10 seconds) and adds its
+// encryptions to the stored counts, warning when a key nears its nonce budget.
+func maintainKeyring(ctx context.Context, db *postgres.DB, w keyring.Wrapper, logger *slog.Logger) {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	flush := func(ctx context.Context) {
+		over, err := postgres.FlushEncryptionCounts(ctx, db.Pool, db.Keys)
+		if err != nil {
+			logger.Error("encryption counts not stored", "err", err.Error())
+		}
+		for _, v := range over {
+			logger.Warn("data key nears its nonce budget (2^32 encryptions): run `vitalnexa keys rotate`", "version", v)
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			flush(context.WithoutCancel(ctx))
+			return
+		case <-t.C:
+		}
+		if err := postgres.ReloadKeyring(ctx, db.Pool, w, db.Keys); err != nil && ctx.Err() == nil {
+			logger.Error("keyring reload failed", "err", err.Error())
+		}
+		flush(ctx)
+	}
 }

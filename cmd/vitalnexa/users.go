@@ -69,10 +69,24 @@ func useDevInstance(cfg *Config) error {
 		return err
 	}
 	if m := devEnvURL.FindSubmatch(env); m != nil {
-		cfg.DatabaseURL = secret(m[1])
+		// dev.env holds a superuser connection; act as the roles the service uses.
+		admin := string(m[1])
+		if cfg.DatabaseURL, err = roleURL(admin, postgres.AppRole, sec["PG_APP_PASSWORD"]); err != nil {
+			return err
+		}
+		if len(cfg.MigrateDatabaseURL) == 0 {
+			if cfg.MigrateDatabaseURL, err = roleURL(admin, postgres.OwnerRole, sec["PG_OWNER_PASSWORD"]); err != nil {
+				return err
+			}
+		}
 	}
 	if cfg.MasterKey == nil && len(cfg.MasterKeyURL) == 0 {
 		cfg.MasterKey, err = base64Secret(func(string) string { return sec["VITALNEXA_MASTER_KEY"] }, "VITALNEXA_MASTER_KEY", 32, 32)
 	}
 	return err
+}
+
+func roleURL(adminURL, role, password string) (secret, error) {
+	u, err := postgres.RoleURL(adminURL, role, password, devDatabase)
+	return secret(u), err
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/vitalnexa/vitalnexa/internal/devdb"
+	"github.com/vitalnexa/vitalnexa/internal/jobs"
 	"github.com/vitalnexa/vitalnexa/internal/keyring"
 	"github.com/vitalnexa/vitalnexa/internal/postgres"
 )
@@ -100,6 +101,16 @@ func template(ctx context.Context) (string, error) {
 			return
 		}
 		if tmplErr = postgres.Migrate(ctx, ownerURL, nil); tmplErr != nil {
+			return
+		}
+		ownerPool, err := postgres.Open(ctx, ownerURL, 1)
+		if err != nil {
+			tmplErr = err
+			return
+		}
+		tmplErr = jobs.Migrate(ctx, ownerPool, postgres.AppRole)
+		ownerPool.Close()
+		if tmplErr != nil {
 			return
 		}
 		tmplName = name
