@@ -112,8 +112,10 @@ func TestReencryptionRacingWritesLosesNothing(t *testing.T) {
 	ctx := context.Background()
 	w := mustWrapper(t, d)
 	alice := MustUser(t, d.DB, "alice@example.com")
-	if _, err := d.DB.Import(alice, sampleBatch("x", 50)); err != nil {
-		t.Fatal(err)
+	for _, u := range []context.Context{alice, MustUser(t, d.DB, "b@example.com"), MustUser(t, d.DB, "c@example.com"), MustUser(t, d.DB, "d@example.com")} {
+		if _, err := d.DB.Import(u, sampleBatch("x", 50)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	recs, _, _ := d.DB.FindHealthRecords(alice, phr.HealthRecordFilter{Limit: 10})
 	id := recs[0].ID
@@ -146,10 +148,18 @@ func TestReencryptionRacingWritesLosesNothing(t *testing.T) {
 			last.Store(title)
 		}
 	}()
-	// Kill the job halfway (a cancelled context), then resume it.
+	// Kill the job halfway (its context ends after the second of four users), then resume.
+	total := remaining(t, d)[1]
 	jctx, cancel := context.WithCancel(ctx)
-	go func() { time.Sleep(5 * time.Millisecond); cancel() }()
-	d.DB.ReencryptAll(jctx, 3, nil)
+	d.DB.ReencryptAll(jctx, 3, func(p postgres.ReencryptProgress) {
+		if p.Users == 2 {
+			cancel()
+		}
+	})
+	cancel()
+	if mid := remaining(t, d)[1]; mid == 0 || mid >= total {
+		t.Fatalf("after the kill %d of %d values are left under v1; want the job stopped halfway", mid, total)
+	}
 	if _, err := d.DB.ReencryptAll(ctx, 3, nil); err != nil {
 		t.Fatal(err)
 	}

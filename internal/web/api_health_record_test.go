@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -89,5 +90,48 @@ func TestAnotherUsersDataIsNotFoundLikeARandomID(t *testing.T) {
 	}
 	if items := e.do("GET", "/api/test-results", bob, nil).json(t)["items"].([]any); len(items) != 0 {
 		t.Fatalf("bob lists %d of ana's results", len(items))
+	}
+}
+
+func TestACiphertextMovedInTheDatabaseFailsCleanly(t *testing.T) {
+	t.Parallel()
+	e := MustEnv(t)
+	ana := e.MustVerifiedUser("ana@example.com")
+	bob := e.MustVerifiedUser("bob@example.com")
+	a1 := e.do("POST", "/api/health-records", ana, map[string]any{"kind": "note", "title": "Secret diagnosis", "content": "x"}).json(t)["id"].(string)
+	a2 := e.do("POST", "/api/health-records", ana, map[string]any{"kind": "note", "title": "Other", "content": "y"}).json(t)["id"].(string)
+	b1 := e.do("POST", "/api/health-records", bob, map[string]any{"kind": "note", "title": "Bob's", "content": "z"}).json(t)["id"].(string)
+	ctx := context.Background()
+	// A thief with write access to the database moves ciphertext around, as the owner.
+	var title string
+	userOf := func(token string) string { return e.do("GET", "/api/me", token, nil).json(t)["id"].(string) }
+	anaID, bobID := userOf(ana), userOf(bob)
+	tx, _ := e.owner.Begin(ctx)
+	tx.Exec(ctx, "SELECT set_config('app.current_user_id', $1, true)", anaID)
+	if err := tx.QueryRow(ctx, "SELECT title FROM health_records WHERE id = $1", a1).Scan(&title); err != nil {
+		t.Fatal(err)
+	}
+	// Attack: another row of the same user, and another column of the same row.
+	tx.Exec(ctx, "UPDATE health_records SET title = $2 WHERE id = $1", a2, title)
+	tx.Exec(ctx, "UPDATE health_records SET content = $2 WHERE id = $1", a1, title)
+	tx.Commit(ctx)
+	tx, _ = e.owner.Begin(ctx)
+	tx.Exec(ctx, "SELECT set_config('app.current_user_id', $1, true)", bobID)
+	// Attack: another user's row.
+	tx.Exec(ctx, "UPDATE health_records SET title = $2 WHERE id = $1", b1, title)
+	tx.Commit(ctx)
+	for _, c := range []struct{ token, id string }{{ana, a2}, {ana, a1}, {bob, b1}} {
+		r := e.do("GET", "/api/health-records/"+c.id, c.token, nil)
+		if r.status != http.StatusInternalServerError || r.json(t)["code"] != "internal" {
+			t.Fatalf("moved ciphertext: %d %s, want a plain 500", r.status, r.body)
+		}
+		for _, leak := range []string{"Secret diagnosis", "health_records", "decrypt", "cipher", "v1:"} {
+			if strings.Contains(string(r.body), leak) {
+				t.Fatalf("the answer tells %q: %s", leak, r.body)
+			}
+		}
+	}
+	if strings.Contains(e.logs.String(), "Secret diagnosis") {
+		t.Fatal("the log holds the plaintext")
 	}
 }
