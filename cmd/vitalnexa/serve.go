@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/vitalnexa/vitalnexa/api"
@@ -67,6 +68,20 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, ready func(add
 		Logger: logger, RotateEvery: cfg.KeyRotationInterval, Workers: 2})
 	if err != nil {
 		return err
+	}
+	// A read of a value under a revoked key has the re-encryption job run now (at most one
+	// is queued at a time; asking again within 10 s is skipped).
+	var lastAsked atomic.Int64
+	db.OnRevokedRead = func() {
+		now := time.Now().UnixNano()
+		if last := lastAsked.Load(); now-last < int64(10*time.Second) || !lastAsked.CompareAndSwap(last, now) {
+			return
+		}
+		go func() {
+			if _, err := jobs.EnqueueReencrypt(context.WithoutCancel(ctx), jobClient); err != nil {
+				logger.Error("re-encryption not queued", "job", "reencrypt", "err", err.Error())
+			}
+		}()
 	}
 	if err := jobClient.Start(ctx); err != nil {
 		return err

@@ -83,6 +83,7 @@ type Keyring struct {
 	mu       sync.RWMutex
 	dataKeys map[int][]byte
 	current  int
+	revoked  map[int]bool
 	blindKey []byte
 
 	aeads     sync.Map // aeadID -> cipher.AEAD
@@ -134,6 +135,30 @@ func (k *Keyring) Replace(dataKeys map[int][]byte, current int) error {
 	}
 	k.dataKeys, k.current = keys, current
 	return nil
+}
+
+// SetRevoked records which versions are revoked: they still decrypt (until their values are
+// moved and they are destroyed) so that no read fails, and IsRevoked lets the caller have
+// such a value moved at once.
+func (k *Keyring) SetRevoked(versions []int) {
+	m := map[int]bool{}
+	for _, v := range versions {
+		m[v] = true
+	}
+	k.mu.Lock()
+	k.revoked = m
+	k.mu.Unlock()
+}
+
+// IsRevoked reports whether value is encrypted under a revoked version.
+func (k *Keyring) IsRevoked(value string) bool {
+	v, err := Version(value)
+	if err != nil {
+		return false
+	}
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.revoked[v]
 }
 
 // Versions lists the data-key versions the keyring holds, ascending.

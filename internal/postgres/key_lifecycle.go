@@ -29,6 +29,7 @@ const NonceBudgetWarning = 1 << 30
 type keyVersions struct {
 	data    map[int][]byte
 	current int
+	revoked []int
 	blind   []byte
 }
 
@@ -56,6 +57,9 @@ func readKeyVersions(ctx context.Context, pool *pgxpool.Pool, w keyring.Wrapper)
 			if state == KeyActive && version > ks.current {
 				ks.current = version
 			}
+			if state == KeyRevoked {
+				ks.revoked = append(ks.revoked, version)
+			}
 		case "blind_index":
 			ks.blind = key
 		}
@@ -76,7 +80,11 @@ func ReloadKeyring(ctx context.Context, pool *pgxpool.Pool, w keyring.Wrapper, k
 	if err != nil {
 		return err
 	}
-	return k.Replace(ks.data, ks.current)
+	if err := k.Replace(ks.data, ks.current); err != nil {
+		return err
+	}
+	k.SetRevoked(ks.revoked)
+	return nil
 }
 
 // KeyStatus is one data-key version as `keys status` shows it.

@@ -52,7 +52,12 @@ func LoadKeyring(ctx context.Context, pool *pgxpool.Pool, w keyring.Wrapper) (*k
 	if err != nil {
 		return nil, err
 	}
-	return keyring.New(ks.data, ks.current, ks.blind)
+	k, err := keyring.New(ks.data, ks.current, ks.blind)
+	if err != nil {
+		return nil, err
+	}
+	k.SetRevoked(ks.revoked)
+	return k, nil
 }
 
 // RewrapKeys moves every stored key — data keys of every version and state, revoked ones

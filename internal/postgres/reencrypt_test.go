@@ -73,9 +73,18 @@ func TestRotateReencryptRevokeDestroy(t *testing.T) {
 	if err := postgres.DestroyKey(ctx, owner, 1); err == nil {
 		t.Fatal("a key with values under it was destroyed")
 	}
-	// Reads of values under the revoked version still work until the job has moved them.
+	// Reads of values under the revoked version still work until the job has moved them,
+	// and each such read asks for the job to run now.
+	if err := postgres.ReloadKeyring(ctx, d.DB.Pool, w, d.DB.Keys); err != nil {
+		t.Fatal(err)
+	}
+	var asked atomic.Int32
+	d.DB.OnRevokedRead = func() { asked.Add(1) }
 	if _, err := d.DB.FindUserByID(alice, phr.UserIDFromContext(alice)); err != nil {
 		t.Fatalf("read under a revoked version: %v", err)
+	}
+	if asked.Load() == 0 {
+		t.Fatal("a read under a revoked version did not ask for re-encryption")
 	}
 	p, err := d.DB.ReencryptAll(ctx, 7, nil)
 	if err != nil {
@@ -96,7 +105,11 @@ func TestRotateReencryptRevokeDestroy(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Everything still reads, now without v1.
+	asked.Store(0)
 	u, err := d.DB.FindUserByID(alice, phr.UserIDFromContext(alice))
+	if asked.Load() != 0 {
+		t.Fatal("a read under the current version asked for re-encryption")
+	}
 	if err != nil || u.Email != "alice@example.com" {
 		t.Fatalf("alice after v1 was destroyed: %+v %v", u, err)
 	}

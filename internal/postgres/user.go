@@ -29,6 +29,10 @@ func (db *DB) open(table, column, rowID, value string) (string, error) {
 		return "", &wrapped{phr.Errorf(phr.EINTERNAL, "A stored value could not be read."),
 			fmt.Errorf("decrypt %s.%s of %s: %w", table, column, rowID, err)}
 	}
+	if db.OnRevokedRead != nil && db.Keys.IsRevoked(value) {
+		// The read succeeds; the value is moved off the revoked key right away.
+		db.OnRevokedRead()
+	}
 	return s, nil
 }
 
