@@ -88,6 +88,16 @@ func startDev(t *testing.T, dir string) *devInstance {
 	}
 }
 
+// startFreshDev starts `vitalnexa dev` on a new data directory, which it returns.
+func startFreshDev(t *testing.T) (*devInstance, string) {
+	t.Helper()
+	tmp := t.TempDir()
+	os.Chmod(tmp, 0o755) // the postgres user (when we are root) must reach it
+	os.Chmod(filepath.Dir(tmp), 0o755)
+	dir := filepath.Join(tmp, "var")
+	return startDev(t, dir), dir
+}
+
 // stop is Ctrl-C: the server and then the cluster stop cleanly.
 func (d *devInstance) stop() {
 	d.t.Helper()

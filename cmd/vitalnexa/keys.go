@@ -221,7 +221,7 @@ func keysReencrypt(ctx context.Context, e *keysEnv, wait bool, stdout io.Writer)
 	defer client.Stop(context.WithoutCancel(ctx))
 	total := int64(-1)
 	for {
-		left, err := valuesNotCurrent(ctx, e)
+		left, err := postgres.ValuesNotCurrent(ctx, e.pool)
 		if err != nil {
 			return err
 		}
@@ -248,21 +248,6 @@ func keysReencrypt(ctx context.Context, e *keysEnv, wait bool, stdout io.Writer)
 		case <-time.After(300 * time.Millisecond):
 		}
 	}
-}
-
-// valuesNotCurrent counts stored values not under the write key.
-func valuesNotCurrent(ctx context.Context, e *keysEnv) (int64, error) {
-	st, err := postgres.KeyStatuses(ctx, e.pool)
-	if err != nil {
-		return 0, err
-	}
-	var n int64
-	for _, s := range st {
-		if !s.Current {
-			n += s.Remaining
-		}
-	}
-	return n, nil
 }
 
 func progressBar(done, total int64) string {

@@ -40,11 +40,7 @@ func keyStatus(t *testing.T, dir string) map[string]string {
 }
 
 func TestKeyLifecycleOnALiveInstance(t *testing.T) {
-	tmp := t.TempDir()
-	os.Chmod(tmp, 0o755)
-	os.Chmod(filepath.Dir(tmp), 0o755)
-	dir := filepath.Join(tmp, "var")
-	d := startDev(t, dir)
+	d, dir := startFreshDev(t)
 	defer d.stop()
 	token := d.register("keys@example.org", "Keys-Passw0rd!!")
 	bundle := filepath.Join("..", "..", "..", "shared", "testdata", "fhir", "Alexis_Toy_68cd1181-6359-4047-a77f-a165d7912480.json")

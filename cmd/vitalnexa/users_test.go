@@ -4,18 +4,12 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
 
 func TestCreateAdminOnTheDevelopmentInstance(t *testing.T) {
-	tmp := t.TempDir()
-	os.Chmod(tmp, 0o755)
-	os.Chmod(filepath.Dir(tmp), 0o755)
-	dir := filepath.Join(tmp, "var")
-	d := startDev(t, dir)
+	d, dir := startFreshDev(t)
 	defer d.stop()
 	token := d.register("boss@example.org", "Boss-Passw0rd!!")
 	env := map[string]string{"VITALNEXA_DATA_DIR": dir}

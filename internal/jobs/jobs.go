@@ -139,7 +139,7 @@ func (w *reencryptWorker) Work(ctx context.Context, job *river.Job[ReencryptArgs
 	}
 	// Another process that has not yet seen the rotation may have written under an older
 	// version meanwhile: come back until nothing is left.
-	left, err := valuesLeft(ctx, w.opts.DB)
+	left, err := postgres.ValuesNotCurrent(ctx, w.opts.DB.Pool)
 	if err != nil {
 		return err
 	}
@@ -147,21 +147,6 @@ func (w *reencryptWorker) Work(ctx context.Context, job *river.Job[ReencryptArgs
 		return river.JobSnooze(5 * time.Second)
 	}
 	return nil
-}
-
-// valuesLeft counts stored values not under the write key.
-func valuesLeft(ctx context.Context, db *postgres.DB) (int64, error) {
-	st, err := postgres.KeyStatuses(ctx, db.Pool)
-	if err != nil {
-		return 0, err
-	}
-	var n int64
-	for _, s := range st {
-		if !s.Current {
-			n += s.Remaining
-		}
-	}
-	return n, nil
 }
 
 func (w *reencryptWorker) event(ctx context.Context, name string) {

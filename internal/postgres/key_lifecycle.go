@@ -150,6 +150,22 @@ func KeyStatuses(ctx context.Context, pool *pgxpool.Pool) ([]KeyStatus, error) {
 	return out, nil
 }
 
+// ValuesNotCurrent counts the stored values not under the write key: what re-encryption
+// has left to do.
+func ValuesNotCurrent(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
+	st, err := KeyStatuses(ctx, pool)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, s := range st {
+		if !s.Current {
+			n += s.Remaining
+		}
+	}
+	return n, nil
+}
+
 // RotateKey adds a new data-key version, wrapped by w, and makes it the one used for
 // writes; the versions before it are retired (they still decrypt). It returns the version.
 func RotateKey(ctx context.Context, pool *pgxpool.Pool, w keyring.Wrapper) (int, error) {
