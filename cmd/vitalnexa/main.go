@@ -29,6 +29,8 @@ commands:
   migrate   apply database migrations as the owner role and create the first keys
   keys      status | rotate | reencrypt [--wait] | revoke vN | destroy vN | rewrap-master
             manage the data-key versions (see README)
+  audit     verify | export --from T --to T
+            check the audit trail's hash chain; export a range as JSON lines
   users create-admin EMAIL
             make a registered account an admin (it must then turn on two-factor
             authentication before admin endpoints answer)
@@ -57,6 +59,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runUsers(ctx, cfg, args[1:], logger, stdout)
 	case "keys":
 		return runKeys(ctx, cfg, args[1:], logger, stdout)
+	case "audit":
+		return runAudit(ctx, cfg, args[1:], logger, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

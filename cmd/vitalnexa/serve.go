@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vitalnexa/vitalnexa/api"
+	"github.com/vitalnexa/vitalnexa/internal/audit"
 	"github.com/vitalnexa/vitalnexa/internal/auth"
 	"github.com/vitalnexa/vitalnexa/internal/fhir"
 	"github.com/vitalnexa/vitalnexa/internal/jobs"
@@ -62,9 +63,13 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, ready func(add
 		return err
 	}
 	db := &postgres.DB{Pool: pool, Keys: keys, IdleTimeout: cfg.IdleTimeout}
+	// Audit rows of concurrent requests are committed together; a response leaves only
+	// once its row is durable.
+	trail := audit.NewWriter(auditPool, logger)
+	defer trail.Close()
 	// Background jobs (re-encryption, scheduled key rotation) run in every serve process;
 	// River hands each job to one of them.
-	jobClient, err := jobs.NewClient(jobs.Options{DB: db, Wrapper: wrapper, Audit: &postgres.AuditStore{Pool: auditPool},
+	jobClient, err := jobs.NewClient(jobs.Options{DB: db, Wrapper: wrapper, Audit: trail,
 		Logger: logger, RotateEvery: cfg.KeyRotationInterval, Workers: 2})
 	if err != nil {
 		return err
@@ -119,7 +124,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, ready func(add
 		Limits: web.RateLimits{PerIP: web.RateLimit{N: cfg.RateLimitIP, Window: time.Minute},
 			PerAccount: web.RateLimit{N: cfg.RateLimitAcct, Window: 15 * time.Minute}},
 		Breach: breach, RefreshKey: refreshKey,
-		Audit:  &postgres.AuditStore{Pool: auditPool},
+		Audit:  trail,
 		Mailer: &mail.DirMailer{Dir: cfg.MailDir, From: cfg.MailFrom},
 		Hasher: hasher, Tokens: tokens, Passwords: auth.PasswordPolicy{NIST: cfg.PasswordPolicy == "nist"},
 		ParseFHIR: func(b []byte) (*phr.ImportBatch, error) { return fhir.ParseBundle(b, fhir.Options{}) },

@@ -143,11 +143,16 @@ func (db *DB) reencryptBatch(ctx context.Context, userID string, t encryptedTabl
 		rowID = "encode(" + pgIdent(t.key) + ", 'hex')"
 	}
 	// Identifiers come from the catalog, quoted; values are parameters.
-	q := fmt.Sprintf(`SELECT %s, %s, %s FROM %s WHERE (%s) AND ($1::boolean OR %s > $2) ORDER BY 1 LIMIT %d`,
+	// Walking the primary key in order (no OR on the cursor) lets the plan use its index.
+	after, args := "", []any{}
+	if last != nil {
+		after, args = fmt.Sprintf(" AND %s > $1", pgIdent(t.key)), []any{last}
+	}
+	q := fmt.Sprintf(`SELECT %s, %s AS row_identity, %s FROM %s AS x WHERE (%s)%s ORDER BY x.%s LIMIT %d`,
 		pgIdent(t.key), rowID, joinIdents(t.columns), pgIdent(t.name), strings.Join(stale, " OR "),
-		pgIdent(t.key), batch)
+		after, pgIdent(t.key), batch)
 	err = db.asUser(ctx, userID, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, q, last == nil, last)
+		rows, err := tx.Query(ctx, q, args...)
 		if err != nil {
 			return err
 		}
@@ -176,6 +181,11 @@ func (db *DB) reencryptBatch(ctx context.Context, userID string, t encryptedTabl
 		seen = len(found)
 		for _, r := range found {
 			next = r.key
+			// One statement per row: every stale column at once, each compared with the value
+			// read (compare-and-swap). If the user changed any of them meanwhile, the row is
+			// left for the next pass, which the job makes until nothing is left.
+			var set, where []string
+			args := []any{r.key}
 			for i, c := range t.columns {
 				old := r.values[i]
 				if old == nil || strings.HasPrefix(*old, current) {
@@ -188,13 +198,20 @@ func (db *DB) reencryptBatch(ctx context.Context, userID string, t encryptedTabl
 				if !changed {
 					continue
 				}
-				// Compare-and-swap: a value the user changed meanwhile is already current.
-				tag, err := tx.Exec(ctx, fmt.Sprintf(`UPDATE %s SET %s = $1 WHERE %s = $2 AND %s = $3`,
-					pgIdent(t.name), pgIdent(c), pgIdent(t.key), pgIdent(c)), nv, r.key, *old)
-				if err != nil {
-					return err
-				}
-				moved += int(tag.RowsAffected())
+				args = append(args, nv, *old)
+				set = append(set, fmt.Sprintf("%s = $%d", pgIdent(c), len(args)-1))
+				where = append(where, fmt.Sprintf("%s = $%d", pgIdent(c), len(args)))
+			}
+			if len(set) == 0 {
+				continue
+			}
+			tag, err := tx.Exec(ctx, fmt.Sprintf(`UPDATE %s SET %s WHERE %s = $1 AND %s`, pgIdent(t.name),
+				strings.Join(set, ", "), pgIdent(t.key), strings.Join(where, " AND ")), args...)
+			if err != nil {
+				return err
+			}
+			if tag.RowsAffected() == 1 {
+				moved += len(set)
 			}
 		}
 		return nil
