@@ -67,6 +67,8 @@ type serveProc struct {
 	log   *syncBuffer
 	done  chan struct{}
 	err   error // the process's exit, once done is closed
+	// killed marks a process the test killed on purpose (SIGKILL): its exit is no failure.
+	killed bool
 }
 
 // serveCluster is two or more serve processes sharing one database, mail directory and
@@ -74,6 +76,8 @@ type serveProc struct {
 type serveCluster struct {
 	procs   []*serveProc
 	mailDir string
+	env     map[string]string // what each process was started with
+	db      *pgtest.Database
 }
 
 var mpClient = &http.Client{Timeout: 30 * time.Second}
@@ -93,7 +97,7 @@ func startServeCluster(t *testing.T, n int, extra map[string]string) *serveClust
 	t.Helper()
 	d := pgtest.MustDatabase(t)
 	tmp := t.TempDir()
-	c := &serveCluster{mailDir: filepath.Join(tmp, "mail")}
+	c := &serveCluster{mailDir: filepath.Join(tmp, "mail"), db: d}
 	env := map[string]string{
 		serveChildEnv:               "1",
 		"DATABASE_URL":              d.AppURL,
@@ -111,6 +115,7 @@ func startServeCluster(t *testing.T, n int, extra map[string]string) *serveClust
 	for k, v := range extra {
 		env[k] = v
 	}
+	c.env = env
 	for i := 0; i < n; i++ {
 		c.procs = append(c.procs, startServeProc(t, string(rune('A'+i)), env))
 	}
@@ -197,7 +202,7 @@ func (p *serveProc) stop() {
 		<-p.done
 		p.t.Errorf("serve %s did not stop within 20s; killed", p.name)
 	}
-	if p.err != nil {
+	if p.err != nil && !p.killed {
 		p.t.Errorf("serve %s exited with %v", p.name, p.err)
 	}
 	logs := p.log.String()
