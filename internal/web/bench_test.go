@@ -20,7 +20,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/vitalnexa/vitalnexa/api"
+	"github.com/vitalnexa/vitalnexa/internal/audit"
 	"github.com/vitalnexa/vitalnexa/internal/auth"
 	"github.com/vitalnexa/vitalnexa/internal/fhir"
 	vnmail "github.com/vitalnexa/vitalnexa/internal/mail"
@@ -168,7 +170,9 @@ type benchEnv struct {
 	auditPoolSize int32
 }
 
-func mustBenchEnv(b *testing.B, limits web.RateLimits) *benchEnv {
+// mustBenchEnv builds the server as serve does. trail, when not nil, replaces the audit
+// writer serve uses (group commit on its own pool of four connections).
+func mustBenchEnv(b *testing.B, limits web.RateLimits, trail ...func(auditPool *pgxpool.Pool) phr.AuditService) *benchEnv {
 	b.Helper()
 	d := pgtest.MustDatabase(b)
 	mailDir := b.TempDir()
@@ -192,7 +196,7 @@ func mustBenchEnv(b *testing.B, limits web.RateLimits) *benchEnv {
 		Users:  db, Accounts: db, Admin: db, Sessions: db, TestResults: db, HealthRecords: db, Imports: db,
 		RateLimiter: &postgres.RateLimiter{Pool: pool, Keys: d.DB.Keys}, Limits: limits,
 		RefreshKey: bytes.Repeat([]byte{5}, 32),
-		Audit:      &postgres.AuditStore{Pool: auditPool},
+		Audit:      auditFor(b, auditPool, trail),
 		Mailer:     &vnmail.DirMailer{Dir: mailDir, From: "VitalNexa <no-reply@vitalnexa.test>"},
 		Hasher:     hasher, Tokens: tokens,
 		ParseFHIR: func(b []byte) (*phr.ImportBatch, error) { return fhir.ParseBundle(b, fhir.Options{}) },
@@ -206,6 +210,15 @@ func mustBenchEnv(b *testing.B, limits web.RateLimits) *benchEnv {
 	b.Cleanup(srv.Close)
 	return &benchEnv{b: b, srv: srv, http: hs, mailDir: mailDir, hasher: hasher, limits: limits,
 		mainPoolSize: pool.Config().MaxConns, auditPoolSize: auditPool.Config().MaxConns}
+}
+
+func auditFor(b *testing.B, pool *pgxpool.Pool, trail []func(*pgxpool.Pool) phr.AuditService) phr.AuditService {
+	if len(trail) > 0 && trail[0] != nil {
+		return trail[0](pool)
+	}
+	w := audit.NewWriter(pool, nil)
+	b.Cleanup(w.Close)
+	return w
 }
 
 // post sends a JSON (or FHIR) body and returns the status and body.
