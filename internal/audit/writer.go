@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -110,7 +111,10 @@ func (w *Writer) run() {
 
 // commit inserts the batch in one transaction and tells every waiter how it went.
 func (w *Writer) commit(batch []*pending) {
-	ctx := context.Background()
+	// Bounded, so a hung database fails these rows (and their responses, closed) instead of
+	// holding the writer forever.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
 		for _, p := range batch {
