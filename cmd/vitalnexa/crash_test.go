@@ -100,4 +100,3 @@ func TestNoHealthDataLeavesWithoutItsAuditRowEvenWhenKilled(t *testing.T) {
 	}
 	t.Logf("%d responses served before SIGKILL, each audited; %d rows verified", len(served), res.Rows)
 }
-

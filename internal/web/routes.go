@@ -44,12 +44,15 @@ func (s *Server) routes(mux *http.ServeMux) {
 	private("POST /api/me/email", s.handleEmailChange())
 	private("POST /api/me/mfa/totp", s.handleMFAEnrol())
 	private("POST /api/me/mfa/totp/confirm", s.handleMFAConfirm())
+	private("GET /api/me/access-history", s.handleAccessHistory())
 
 	private("GET /api/sessions", s.handleSessionList())
 	private("DELETE /api/sessions", s.handleSessionDeleteAll())
 	private("DELETE /api/sessions/{id}", s.handleSessionDelete())
 
 	s.adminRoutes(admin)
+	admin("GET /api/admin/audit", s.handleAdminAuditSearch())
+	admin("GET /api/admin/alerts", s.handleAdminAlertList())
 
 	private("POST /api/imports/fhir", s.handleImportFHIR())
 

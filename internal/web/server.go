@@ -27,10 +27,15 @@ type Options struct {
 	HealthRecords phr.HealthRecordService
 	Imports       phr.ImportService
 	Audit         phr.AuditService
-	Mailer        phr.Mailer
-	Hasher        *auth.Hasher
-	Tokens        *auth.TokenIssuer
-	Passwords     auth.PasswordPolicy
+	// AccessHistory reads a user's own audit rows; nil uses Users when it implements it.
+	AccessHistory phr.AccessHistoryService
+	// AuditSearch reads the whole trail and its alerts for admins; nil uses Admin when it
+	// implements it.
+	AuditSearch phr.AuditSearchService
+	Mailer      phr.Mailer
+	Hasher      *auth.Hasher
+	Tokens      *auth.TokenIssuer
+	Passwords   auth.PasswordPolicy
 	// Breach checks new passwords against known breaches; nil skips the check.
 	Breach BreachChecker
 	// RefreshKey derives each refresh token's successor (auth.NextRefreshToken).
