@@ -7,10 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/vitalnexa/vitalnexa/internal/audit"
 	"github.com/vitalnexa/vitalnexa/internal/keyring"
 )
 
@@ -68,6 +71,21 @@ type Config struct {
 	BreachFile    string // VITALNEXA_BREACHED_PASSWORDS_FILE
 	RateLimitIP   int    // VITALNEXA_RATE_LIMIT_IP: auth requests per client address per minute
 	RateLimitAcct int    // VITALNEXA_RATE_LIMIT_ACCOUNT: auth requests per account per 15 minutes
+
+	// AuditRules are the thresholds of the rules that watch the trail (VITALNEXA_AUDIT_WINDOW,
+	// _BULK_LIMIT, _ENUMERATION_LIMIT, _STUFFING_ACCOUNTS, _STUFFING_REQUESTS, _HOURS).
+	AuditRules audit.Rules
+	// AlertWebhookURL receives each alert as JSON (VITALNEXA_ALERT_WEBHOOK_URL); it may carry
+	// a token, so it never prints.
+	AlertWebhookURL secret
+	// AuditRetentionYears is how long audit rows are kept (VITALNEXA_AUDIT_RETENTION, default
+	// and minimum 6 years).
+	AuditRetentionYears int
+	// AuditCopyURL is the blob store the trail is copied to (VITALNEXA_AUDIT_COPY_URL, default
+	// file://$VITALNEXA_DATA_DIR/audit-copies; "off" turns the copy off). AuditCopyDefault
+	// says it is the default.
+	AuditCopyURL     string
+	AuditCopyDefault bool
 }
 
 func loadConfig(getenv func(string) string) (*Config, error) {
@@ -115,6 +133,9 @@ func loadConfig(getenv func(string) string) (*Config, error) {
 			}
 			*dst = n
 		}
+	}
+	if err := c.loadAudit(env); err != nil {
+		return nil, err
 	}
 	c.MailDir = env("VITALNEXA_MAIL_DIR", strings.TrimRight(c.DataDir, "/")+"/mail")
 	c.PublicURL = strings.TrimRight(env("VITALNEXA_PUBLIC_URL", "http://"+c.Addr), "/")
@@ -255,4 +276,69 @@ func (c *Config) checkServe() error {
 
 func newLogger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// loadAudit reads the audit trail's configuration: the rules, the retention (never below
+// six years) and the copy off the database.
+func (c *Config) loadAudit(env func(name, def string) string) error {
+	c.AuditRules = audit.DefaultRules()
+	var err error
+	if c.AuditRules.Window, err = time.ParseDuration(env("VITALNEXA_AUDIT_WINDOW", "10m")); err != nil ||
+		c.AuditRules.Window < time.Minute || c.AuditRules.Window > 24*time.Hour || (24*time.Hour)%c.AuditRules.Window != 0 {
+		return fmt.Errorf("VITALNEXA_AUDIT_WINDOW must be a duration from 1m to 24h that divides a day, such as 10m")
+	}
+	for name, dst := range map[string]*int{"VITALNEXA_AUDIT_BULK_LIMIT": &c.AuditRules.BulkRecords,
+		"VITALNEXA_AUDIT_ENUMERATION_LIMIT": &c.AuditRules.Enumeration, "VITALNEXA_AUDIT_STUFFING_ACCOUNTS": &c.AuditRules.StuffingAccounts,
+		"VITALNEXA_AUDIT_STUFFING_REQUESTS": &c.AuditRules.StuffingRequests} {
+		if v := env(name, ""); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 1000000 {
+				return fmt.Errorf("%s must be a number from 1 to 1000000", name)
+			}
+			*dst = n
+		}
+	}
+	if v := env("VITALNEXA_AUDIT_HOURS", "off"); v != "off" {
+		if c.AuditRules.Hours, err = audit.ParseHours(v); err != nil {
+			return fmt.Errorf("VITALNEXA_AUDIT_HOURS must be \"off\" or HH:MM-HH:MM (UTC), such as 06:00-22:00")
+		}
+	}
+	if v := env("VITALNEXA_ALERT_WEBHOOK_URL", ""); v != "" {
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("VITALNEXA_ALERT_WEBHOOK_URL must be an http(s) URL")
+		}
+		c.AlertWebhookURL = secret(v)
+	}
+	v := strings.TrimSuffix(env("VITALNEXA_AUDIT_RETENTION", "6y"), "y")
+	if c.AuditRetentionYears, err = strconv.Atoi(v); err != nil || c.AuditRetentionYears < 6 || c.AuditRetentionYears > 100 {
+		return fmt.Errorf("VITALNEXA_AUDIT_RETENTION must be a number of years from 6 to 100, such as 6y: audit rows are kept at least six years")
+	}
+	switch v := env("VITALNEXA_AUDIT_COPY_URL", ""); v {
+	case "off":
+	case "":
+		dir, err := filepath.Abs(filepath.Join(c.DataDir, "audit-copies"))
+		if err != nil {
+			return err
+		}
+		c.AuditCopyURL, c.AuditCopyDefault = (&url.URL{Scheme: "file", Path: filepath.ToSlash(dir)}).String(), true
+	default:
+		if _, err := url.Parse(v); err != nil {
+			return fmt.Errorf("VITALNEXA_AUDIT_COPY_URL is not a URL")
+		}
+		c.AuditCopyURL = v
+	}
+	return nil
+}
+
+// auditCopyDir is the directory of the default copy, "" when the copy is configured.
+func (c *Config) auditCopyDir() string {
+	if !c.AuditCopyDefault {
+		return ""
+	}
+	u, err := url.Parse(c.AuditCopyURL)
+	if err != nil {
+		return ""
+	}
+	return filepath.FromSlash(u.Path)
 }

@@ -67,10 +67,23 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, ready func(add
 	// once its row is durable.
 	trail := audit.NewWriter(auditPool, logger)
 	defer trail.Close()
-	// Background jobs (re-encryption, scheduled key rotation) run in every serve process;
-	// River hands each job to one of them.
+	// The copy of the trail off the database, signed with a key derived from the
+	// blind-index key for this purpose alone.
+	copyBucket, err := openAuditCopy(ctx, cfg, true)
+	if err != nil {
+		return err
+	}
+	var copyKey []byte
+	if copyBucket != nil {
+		defer copyBucket.Close()
+		copyKey = audit.SegmentKey(keys)
+	}
+	// Background jobs (re-encryption, scheduled key rotation, the audit rules, retention and
+	// copy) run in every serve process; River hands each job to one of them.
 	jobClient, err := jobs.NewClient(jobs.Options{DB: db, Wrapper: wrapper, Audit: trail,
-		Logger: logger, RotateEvery: cfg.KeyRotationInterval, Workers: 2})
+		Logger: logger, RotateEvery: cfg.KeyRotationInterval, Workers: 2,
+		Rules: &cfg.AuditRules, AlertWebhookURL: string(cfg.AlertWebhookURL), AuditRetentionYears: cfg.AuditRetentionYears,
+		CopyBucket: copyBucket, CopyKey: copyKey})
 	if err != nil {
 		return err
 	}

@@ -112,3 +112,29 @@ func TestVerifyNamesTheFirstTamperedRow(t *testing.T) {
 		})
 	}
 }
+
+func TestVerifyAfterRetentionDroppedTheOldestMonths(t *testing.T) {
+	t.Parallel()
+	d := pgtest.MustDatabase(t)
+	ctx := context.Background()
+	owner := pgtest.MustPool(t, d.OwnerURL, 2)
+	old := time.Now().AddDate(-7, 0, 0)
+	if _, err := owner.Exec(ctx, `SELECT audit_ensure_partitions($1, 1)`, old); err != nil {
+		t.Fatal(err)
+	}
+	w := audit.NewWriter(d.DB.Pool, nil)
+	defer w.Close()
+	for i, ts := range []time.Time{old, old.Add(time.Hour), time.Now(), time.Now()} {
+		if err := w.WriteAuditEvent(ctx, &phr.AuditEvent{Timestamp: ts, Action: "GET /healthz", StatusCode: 200, RequestID: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var dropped int
+	if err := d.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_drop_expired(interval '6 years')`).Scan(&dropped); err != nil || dropped == 0 {
+		t.Fatalf("retention dropped %d partitions (%v)", dropped, err)
+	}
+	res, err := audit.Verify(ctx, owner)
+	if err != nil || !res.OK() || res.Rows != 2 {
+		t.Fatalf("verify after retention = %+v %v, want the 2 kept rows intact", res, err)
+	}
+}

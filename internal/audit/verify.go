@@ -21,13 +21,17 @@ type Result struct {
 // OK reports an intact chain.
 func (r Result) OK() bool { return r.FirstBad == 0 && r.Reason == "" }
 
-var zeroHash = make([]byte, 32)
-
 // Verify walks the whole chain in order. It needs a role that reads every row (the owner).
 // The hashes are recomputed by the database's own audit_row_content, the function that
 // made them.
 func Verify(ctx context.Context, pool *pgxpool.Pool) (Result, error) {
 	var res Result
+	// The kept chain starts after the last row retention removed.
+	var anchorSeq int64
+	var anchorHash []byte
+	if err := pool.QueryRow(ctx, `SELECT seq, hash FROM audit_chain_anchor`).Scan(&anchorSeq, &anchorHash); err != nil {
+		return res, fmt.Errorf("audit: verify: %w", err)
+	}
 	rows, err := pool.Query(ctx, `SELECT id, seq, prev_hash, hash,
 			sha256(prev_hash || convert_to(audit_row_content(a), 'UTF8'))
 		FROM audit_log a ORDER BY seq, id`)
@@ -35,7 +39,7 @@ func Verify(ctx context.Context, pool *pgxpool.Pool) (Result, error) {
 		return res, fmt.Errorf("audit: verify: %w", err)
 	}
 	defer rows.Close()
-	expect, prev := int64(1), zeroHash
+	expect, prev := anchorSeq+1, anchorHash
 	for rows.Next() {
 		var id, seq int64
 		var prevHash, hash, recomputed []byte

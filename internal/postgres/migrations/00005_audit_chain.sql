@@ -17,6 +17,15 @@ CREATE TABLE audit_chain_head (
 );
 INSERT INTO audit_chain_head (seq, hash) VALUES (0, '\x0000000000000000000000000000000000000000000000000000000000000000');
 
+-- Where the kept chain starts: the last row retention removed (seq 0 and the zero hash until
+-- it first does), so that audit verify can check what is left from there.
+CREATE TABLE audit_chain_anchor (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    seq       bigint  NOT NULL,
+    hash      bytea   NOT NULL
+);
+INSERT INTO audit_chain_anchor (seq, hash) VALUES (0, '\x0000000000000000000000000000000000000000000000000000000000000000');
+
 CREATE TABLE audit_log (
     id               bigint      GENERATED ALWAYS AS IDENTITY,
     "timestamp"      timestamptz NOT NULL,
@@ -113,6 +122,9 @@ BEGIN
         WHERE i.inhparent = 'public.audit_log'::regclass AND c.relname ~ '^audit_log_[0-9]{4}_[0-9]{2}$'
     LOOP
         IF (to_date(substr(p.relname, 11), 'YYYY_MM') + interval '1 month') <= (now() - p_keep) THEN
+            -- Keep the chain checkable: remember the last row that goes.
+            EXECUTE format('UPDATE public.audit_chain_anchor a SET seq = l.seq, hash = l.hash
+                FROM (SELECT seq, hash FROM public.%I ORDER BY seq DESC LIMIT 1) l WHERE l.seq > a.seq', p.relname);
             EXECUTE format('DROP TABLE public.%I', p.relname);
             RETURN NEXT p.relname;
         END IF;
@@ -127,6 +139,8 @@ CREATE TRIGGER audit_log_no_update BEFORE UPDATE OR DELETE ON audit_log
 CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_log
     FOR EACH STATEMENT EXECUTE FUNCTION audit_log_refuse_change();
 CREATE TRIGGER audit_chain_head_no_change BEFORE DELETE OR TRUNCATE ON audit_chain_head
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_log_refuse_change();
+CREATE TRIGGER audit_chain_anchor_no_change BEFORE DELETE OR TRUNCATE ON audit_chain_anchor
     FOR EACH STATEMENT EXECUTE FUNCTION audit_log_refuse_change();
 
 -- Partitions from the oldest row there is (or now) to two years ahead.
