@@ -142,6 +142,7 @@ func (s *Server) withAudit(next http.Handler) http.Handler {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		err := s.audit.WriteAuditEvent(actx, ev)
 		cancel()
+		s.auditFailing.Store(err != nil)
 		if err != nil && ri.pattern == patternHealthz {
 			// Liveness stays up when the trail is down (readiness reports it); say so.
 			s.logger.WarnContext(ctx, "audit write failed for a liveness probe", "request_id", reqID, "err", err.Error())

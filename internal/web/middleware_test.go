@@ -224,6 +224,14 @@ func TestNothingIsServedWhenTheAuditTrailCannotBeWritten(t *testing.T) {
 	if got := w.Header().Get("Cache-Control"); got != "no-store" {
 		t.Fatalf("Cache-Control %q", got)
 	}
+	// Liveness stays up; readiness reports the trail.
+	for path, want := range map[string]int{"/healthz": http.StatusOK, "/readyz": http.StatusServiceUnavailable} {
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		if w.Code != want {
+			t.Fatalf("%s with the trail down: %d, want %d", path, w.Code, want)
+		}
+	}
 }
 
 func TestUserAgentIsCappedAndEscapedInTheTrail(t *testing.T) {

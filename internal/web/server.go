@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vitalnexa/vitalnexa/internal/auth"
@@ -87,6 +88,8 @@ type Server struct {
 	// others (no account enumeration by timing); Close waits for it.
 	background sync.WaitGroup
 	blocked    blockList
+	// auditFailing is true while the last audit write failed: /readyz says so.
+	auditFailing atomic.Bool
 }
 
 // NewServer builds the handler. It fails only when the contract does not load.
