@@ -69,6 +69,8 @@ type Config struct {
 	BreachCheck   string // VITALNEXA_BREACH_CHECK: "remote" (default: HIBP and offline) or "offline"
 	BreachURL     string // VITALNEXA_HIBP_URL
 	BreachFile    string // VITALNEXA_BREACHED_PASSWORDS_FILE
+	UploadLimitMB int    // VITALNEXA_UPLOAD_LIMIT_MB: the largest document, default 20
+	FileQuotaMB   int    // VITALNEXA_FILE_QUOTA_MB: each user's storage for documents, default 200
 	RateLimitIP   int    // VITALNEXA_RATE_LIMIT_IP: auth requests per client address per minute
 	RateLimitAcct int    // VITALNEXA_RATE_LIMIT_ACCOUNT: auth requests per account per 15 minutes
 
@@ -125,7 +127,9 @@ func loadConfig(getenv func(string) string) (*Config, error) {
 	default:
 		return nil, fmt.Errorf("VITALNEXA_BREACH_CHECK must be \"remote\" or \"offline\"")
 	}
-	for name, dst := range map[string]*int{"VITALNEXA_RATE_LIMIT_IP": &c.RateLimitIP, "VITALNEXA_RATE_LIMIT_ACCOUNT": &c.RateLimitAcct} {
+	c.UploadLimitMB, c.FileQuotaMB = 20, 200
+	for name, dst := range map[string]*int{"VITALNEXA_RATE_LIMIT_IP": &c.RateLimitIP, "VITALNEXA_RATE_LIMIT_ACCOUNT": &c.RateLimitAcct,
+		"VITALNEXA_UPLOAD_LIMIT_MB": &c.UploadLimitMB, "VITALNEXA_FILE_QUOTA_MB": &c.FileQuotaMB} {
 		if v := env(name, ""); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 || n > 1000000 {

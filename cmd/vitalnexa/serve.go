@@ -15,6 +15,7 @@ import (
 	"github.com/vitalnexa/vitalnexa/api"
 	"github.com/vitalnexa/vitalnexa/internal/audit"
 	"github.com/vitalnexa/vitalnexa/internal/auth"
+	"github.com/vitalnexa/vitalnexa/internal/document"
 	"github.com/vitalnexa/vitalnexa/internal/fhir"
 	"github.com/vitalnexa/vitalnexa/internal/jobs"
 	"github.com/vitalnexa/vitalnexa/internal/keyring"
@@ -62,7 +63,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, ready func(add
 	if err != nil {
 		return err
 	}
-	db := &postgres.DB{Pool: pool, Keys: keys, IdleTimeout: cfg.IdleTimeout}
+	db := &postgres.DB{Pool: pool, Keys: keys, IdleTimeout: cfg.IdleTimeout, FileQuota: int64(cfg.FileQuotaMB) << 20}
 	// Audit rows of concurrent requests are committed together; a response leaves only
 	// once its row is durable.
 	trail := audit.NewWriter(auditPool, logger)
@@ -133,6 +134,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, ready func(add
 	}
 	srv, err := web.NewServer(web.Options{
 		Logger: logger, Users: db, Accounts: db, Admin: db, Sessions: db, TestResults: db, HealthRecords: db, Imports: db,
+		Files: db, CheckDocument: document.Check, MaxUploadBytes: int64(cfg.UploadLimitMB) << 20,
 		RateLimiter: &postgres.RateLimiter{Pool: pool, Keys: keys},
 		Limits: web.RateLimits{PerIP: web.RateLimit{N: cfg.RateLimitIP, Window: time.Minute},
 			PerAccount: web.RateLimit{N: cfg.RateLimitAcct, Window: 15 * time.Minute}},

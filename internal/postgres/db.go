@@ -25,6 +25,8 @@ type DB struct {
 	Now  func() time.Time
 	// IdleTimeout ends a session not seen for this long; 0 means phr.DefaultIdleTimeout.
 	IdleTimeout time.Duration
+	// FileQuota is each user's storage for documents in bytes; 0 means DefaultFileQuota.
+	FileQuota int64
 	// OnRevokedRead, when set, is called when a read decrypts a value under a revoked key
 	// version; it should have the re-encryption job run now. It must not block.
 	OnRevokedRead func()

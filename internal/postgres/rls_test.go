@@ -16,7 +16,7 @@ import (
 // userDataTables are the tables that hold a user's data. The catalog test below fails
 // when a table with a user_id column is missing from RLS, so this list cannot silently
 // fall behind the schema.
-var userDataTables = []string{"users", "account_tokens", "sessions", "refresh_tokens", "mfa_recovery_codes", "test_results", "health_records"}
+var userDataTables = []string{"users", "account_tokens", "sessions", "refresh_tokens", "mfa_recovery_codes", "test_results", "health_records", "files", "file_chunks"}
 
 // MustUser registers a verified user and returns a context acting as them.
 func MustUser(t *testing.T, db *postgres.DB, email string) context.Context {
@@ -138,6 +138,8 @@ func TestNoUserSetSeesNothingAndWritesNothing(t *testing.T) {
 		"test_results": `INSERT INTO test_results (id, user_id, code_system, code, code_index, name, value, value_type, unit, reference_range, notes, source)
 			VALUES (gen_random_uuid(), gen_random_uuid(), 'x', $1, '\x01', $1, $1, 'quantity', $1, $1, $1, 'manual')`,
 		"health_records": `INSERT INTO health_records (id, user_id, kind, title, content, source) VALUES (gen_random_uuid(), gen_random_uuid(), 'note', $1, $1, 'manual')`,
+		"files":          `INSERT INTO files (id, user_id, name, content_type, size, chunks, sha256) VALUES (gen_random_uuid(), gen_random_uuid(), $1, 'text/plain', 0, 0, '\x')`,
+		"file_chunks":    `INSERT INTO file_chunks (id, file_id, user_id, idx, data) SELECT f || ':0', f, gen_random_uuid(), 0, $1 FROM gen_random_uuid() f`,
 	}
 	ct := "v1:AAAAAAAAAAAAAAAA::AAAAAAAAAAAAAAAAAAAAAA"
 	for _, table := range userDataTables {

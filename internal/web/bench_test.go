@@ -193,7 +193,7 @@ func mustBenchEnv(b *testing.B, limits web.RateLimits, trail ...func(auditPool *
 	srv, err := web.NewServer(web.Options{
 		// The JSON request log is written, as in production, but not kept.
 		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
-		Users:  db, Accounts: db, Admin: db, Sessions: db, TestResults: db, HealthRecords: db, Imports: db,
+		Users:  db, Accounts: db, Admin: db, Sessions: db, TestResults: db, HealthRecords: db, Imports: db, Files: db,
 		RateLimiter: &postgres.RateLimiter{Pool: pool, Keys: d.DB.Keys}, Limits: limits,
 		RefreshKey: bytes.Repeat([]byte{5}, 32),
 		Audit:      auditFor(b, auditPool, trail),

@@ -40,6 +40,7 @@ var statusOf = map[string]int{
 	codeMethodNotAllowed:     http.StatusMethodNotAllowed,
 	phr.EUNAUTHORIZED:        http.StatusUnauthorized,
 	codeMFARequired:          http.StatusUnauthorized,
+	codeUnprocessable:        http.StatusUnprocessableEntity,
 	phr.EFORBIDDEN:           http.StatusForbidden,
 	phr.ENOTFOUND:            http.StatusNotFound,
 	phr.ECONFLICT:            http.StatusConflict,

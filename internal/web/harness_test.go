@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/vitalnexa/vitalnexa/api"
 	"github.com/vitalnexa/vitalnexa/internal/auth"
+	"github.com/vitalnexa/vitalnexa/internal/document"
 	"github.com/vitalnexa/vitalnexa/internal/fhir"
 	vnmail "github.com/vitalnexa/vitalnexa/internal/mail"
 	"github.com/vitalnexa/vitalnexa/internal/pgtest"
@@ -60,7 +61,7 @@ func MustEnv(t *testing.T, opts ...envOption) *testEnv {
 	logs := &bytes.Buffer{}
 	o := web.Options{
 		Logger: slogJSON(logs), Users: d.DB, Accounts: d.DB, Admin: d.DB, Sessions: d.DB, TestResults: d.DB,
-		HealthRecords: d.DB, Imports: d.DB, RateLimiter: &postgres.RateLimiter{Pool: d.DB.Pool, Keys: d.DB.Keys},
+		HealthRecords: d.DB, Imports: d.DB, Files: d.DB, CheckDocument: document.Check, RateLimiter: &postgres.RateLimiter{Pool: d.DB.Pool, Keys: d.DB.Keys},
 		RefreshKey: bytes.Repeat([]byte{5}, 32),
 		Audit:      &postgres.AuditStore{Pool: d.DB.Pool},
 		Mailer:     &vnmail.DirMailer{Dir: mailDir, From: "VitalNexa <no-reply@vitalnexa.test>"},

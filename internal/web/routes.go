@@ -59,6 +59,12 @@ func (s *Server) routes(mux *http.ServeMux) {
 	private("GET /api/test-results", s.handleTestResultList())
 	private("GET /api/test-results/{id}", s.handleTestResultGet())
 
+	private("POST /api/files", s.handleFileUpload())
+	private("GET /api/files", s.handleFileList())
+	private("GET /api/files/{id}", s.handleFileGet())
+	private("GET /api/files/{id}/content", s.handleFileContent())
+	private("DELETE /api/files/{id}", s.handleFileDelete())
+
 	private("GET /api/health-records", s.handleHealthRecordList())
 	private("POST /api/health-records", s.handleHealthRecordCreate())
 	private("GET /api/health-records/{id}", s.handleHealthRecordGet())
@@ -111,8 +117,11 @@ func (s *Server) route(pattern string, a access, h http.Handler) http.Handler {
 			infoFrom(r.Context()).resourceID = cleanResourceID(id)
 		}
 		limit := s.opts.MaxBodyBytes
-		if pattern == "POST /api/imports/fhir" {
+		switch pattern {
+		case "POST /api/imports/fhir":
 			limit = s.opts.MaxImportBytes
+		case "POST /api/files":
+			limit = s.opts.MaxUploadBytes + 64<<10 // the file and its multipart framing
 		}
 		body, err := readBody(r, limit)
 		if err != nil {

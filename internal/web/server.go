@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vitalnexa/vitalnexa/internal/auth"
+	"github.com/vitalnexa/vitalnexa/internal/document"
 	"github.com/vitalnexa/vitalnexa/internal/phr"
 )
 
@@ -27,7 +28,14 @@ type Options struct {
 	TestResults   phr.TestResultService
 	HealthRecords phr.HealthRecordService
 	Imports       phr.ImportService
-	Audit         phr.AuditService
+	Files         phr.FileService
+	// CheckDocument proves what uploaded bytes are (package document): the content type,
+	// or a problem (415 for what is neither PDF nor text, 422 for unsafe or broken files).
+	CheckDocument func(data []byte) (string, error)
+	// Scan, when set, scans an upload for malware (ClamAV); a positive scan is a problem
+	// with code "unprocessable".
+	Scan  func(ctx context.Context, data []byte) error
+	Audit phr.AuditService
 	// AccessHistory reads a user's own audit rows; nil uses Users when it implements it.
 	AccessHistory phr.AccessHistoryService
 	// AuditSearch reads the whole trail and its alerts for admins; nil uses Admin when it
@@ -54,6 +62,7 @@ type Options struct {
 	TrustedProxies []netip.Prefix
 	MaxBodyBytes   int64 // JSON bodies; default 1 MiB
 	MaxImportBytes int64 // FHIR bundles; default 32 MiB
+	MaxUploadBytes int64 // one uploaded file; default 20 MiB
 	Now            func() time.Time
 }
 
@@ -102,6 +111,12 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	if opts.MaxImportBytes == 0 {
 		opts.MaxImportBytes = 32 << 20
+	}
+	if opts.MaxUploadBytes == 0 {
+		opts.MaxUploadBytes = 20 << 20
+	}
+	if opts.CheckDocument == nil {
+		opts.CheckDocument = document.Check
 	}
 	if opts.Limits.PerIP.N == 0 {
 		opts.Limits.PerIP = RateLimit{N: 60, Window: time.Minute}
