@@ -71,6 +71,7 @@ func TestSpecRoutes(t *testing.T) {
 		"POST /api/auth/password-reset/confirm",
 		"POST /api/auth/logout",
 		"GET /api/me",
+		"DELETE /api/me",
 		"POST /api/me/password",
 		"POST /api/me/email",
 		"POST /api/me/mfa/totp",

@@ -139,9 +139,10 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, ready func(add
 		Limits: web.RateLimits{PerIP: web.RateLimit{N: cfg.RateLimitIP, Window: time.Minute},
 			PerAccount: web.RateLimit{N: cfg.RateLimitAcct, Window: 15 * time.Minute}},
 		Breach: breach, RefreshKey: refreshKey,
-		Audit:  trail,
-		Mailer: &mail.DirMailer{Dir: cfg.MailDir, From: cfg.MailFrom},
-		Hasher: hasher, Tokens: tokens, Passwords: auth.PasswordPolicy{NIST: cfg.PasswordPolicy == "nist"},
+		ReceiptKey: keys.BlindIndex("erasure_receipt", []byte("vitalnexa erasure receipt key v1")),
+		Audit:      trail,
+		Mailer:     &mail.DirMailer{Dir: cfg.MailDir, From: cfg.MailFrom},
+		Hasher:     hasher, Tokens: tokens, Passwords: auth.PasswordPolicy{NIST: cfg.PasswordPolicy == "nist"},
 		ParseFHIR: func(b []byte) (*phr.ImportBatch, error) { return fhir.ParseBundle(b, fhir.Options{}) },
 		Ready: func(r *http.Request) error {
 			if err := pool.Ping(r.Context()); err != nil {

@@ -1,11 +1,17 @@
 package web
 
 import (
+	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base32"
+	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/vitalnexa/vitalnexa/internal/auth"
 	"github.com/vitalnexa/vitalnexa/internal/phr"
@@ -256,5 +262,64 @@ func (s *Server) handleMFAConfirm() http.Handler {
 		}
 		s.securityEvent(ctx, "mfa.enabled", userID)
 		writeJSON(w, http.StatusOK, map[string][]string{"recovery_codes": codes})
+	})
+}
+
+// erasureReceipt is what a user gets when their account is erased: what went, when, and a
+// signature by which the service can later show it issued the receipt.
+type erasureReceipt struct {
+	UserID   string           `json:"user_id"`
+	ErasedAt time.Time        `json:"erased_at"`
+	Erased   map[string]int64 `json:"erased"`
+	Note     string           `json:"note"`
+}
+
+// handleErase erases the signed-in user for good (GDPR Art. 17, CCPA delete). It needs the
+// password, or a sign-in within the last 15 minutes. The audit trail keeps its rows, which
+// no longer lead to a name.
+func (s *Server) handleErase() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Password *string `json:"password"`
+		}
+		if body := bodyOf(r); len(bytes.TrimSpace(body)) > 0 {
+			if err := decodeJSON(body, &req); err != nil {
+				writeError(w, r, s.logger, err)
+				return
+			}
+		}
+		ctx := r.Context()
+		userID := phr.UserIDFromContext(ctx)
+		if err := s.reauthenticate(ctx, req.Password); err != nil {
+			if phr.ErrorField(err) == "current_password" {
+				err = phr.FieldErrorf(phr.EINVALID, "password", "%s", phr.ErrorMessage(err))
+			}
+			writeError(w, r, s.logger, err)
+			return
+		}
+		email, err := s.opts.Users.FindEmailForUser(ctx, userID)
+		if err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
+		counts, err := s.opts.Users.EraseUser(ctx)
+		if err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
+		rec := erasureReceipt{UserID: userID, ErasedAt: stored(s.now()), Erased: counts,
+			Note: "Your account and all its health records, test results, documents, sessions and tokens were erased. " +
+				"The audit trail keeps its rows as the law requires; they no longer lead to you. This cannot be undone."}
+		payload, _ := json.Marshal(rec)
+		m := hmac.New(sha256.New, s.opts.ReceiptKey)
+		m.Write(payload)
+		sig := base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+		s.securityEvent(ctx, "account.erased", userID)
+		s.goBackground(ctx, "mail_erasure_receipt", func(ctx context.Context) error {
+			return s.opts.Mailer.SendMail(ctx, &phr.Mail{To: email, Subject: "Your VitalNexa account was erased",
+				Text: "Your VitalNexa account was erased. Your receipt:\n\n" + string(payload) + "\n\nsignature: " + sig + "\n"})
+		})
+		clearCookies(w)
+		writeJSON(w, http.StatusOK, map[string]any{"receipt": rec, "signature": sig})
 	})
 }

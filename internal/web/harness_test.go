@@ -62,10 +62,10 @@ func MustEnv(t *testing.T, opts ...envOption) *testEnv {
 	o := web.Options{
 		Logger: slogJSON(logs), Users: d.DB, Accounts: d.DB, Admin: d.DB, Sessions: d.DB, TestResults: d.DB,
 		HealthRecords: d.DB, Imports: d.DB, Files: d.DB, CheckDocument: document.Check, RateLimiter: &postgres.RateLimiter{Pool: d.DB.Pool, Keys: d.DB.Keys},
-		RefreshKey: bytes.Repeat([]byte{5}, 32),
-		Audit:      &postgres.AuditStore{Pool: d.DB.Pool},
-		Mailer:     &vnmail.DirMailer{Dir: mailDir, From: "VitalNexa <no-reply@vitalnexa.test>"},
-		Hasher:     hasher, Tokens: tokens,
+		RefreshKey: bytes.Repeat([]byte{5}, 32), ReceiptKey: bytes.Repeat([]byte{6}, 32),
+		Audit:  &postgres.AuditStore{Pool: d.DB.Pool},
+		Mailer: &vnmail.DirMailer{Dir: mailDir, From: "VitalNexa <no-reply@vitalnexa.test>"},
+		Hasher: hasher, Tokens: tokens,
 		ParseFHIR: func(b []byte) (*phr.ImportBatch, error) { return fhir.ParseBundle(b, fhir.Options{}) },
 		Spec:      api.Spec, PublicURL: "http://vitalnexa.test",
 	}

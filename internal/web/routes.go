@@ -40,6 +40,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	private("POST /api/auth/logout", s.handleLogout())
 
 	private("GET /api/me", s.handleMe())
+	private("DELETE /api/me", s.handleErase())
 	private("POST /api/me/password", s.handlePasswordChange())
 	private("POST /api/me/email", s.handleEmailChange())
 	private("POST /api/me/mfa/totp", s.handleMFAEnrol())

@@ -47,6 +47,8 @@ type Options struct {
 	Passwords   auth.PasswordPolicy
 	// Breach checks new passwords against known breaches; nil skips the check.
 	Breach BreachChecker
+	// ReceiptKey signs erasure receipts.
+	ReceiptKey []byte
 	// RefreshKey derives each refresh token's successor (auth.NextRefreshToken).
 	RefreshKey []byte
 	// Limits are the rate limits of the auth endpoints; zero fields take defaults.
