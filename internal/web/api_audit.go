@@ -47,6 +47,11 @@ type auditAlertView struct {
 	Detail    string    `json:"detail"`
 }
 
+func toAccessHistoryView(a *phr.AuditRecord) accessHistoryView {
+	return accessHistoryView{Timestamp: a.Timestamp.UTC(), Action: a.Action, IPAddress: orNull(a.IPAddress),
+		UserAgent: a.UserAgent, StatusCode: a.StatusCode, ResourceID: orNull(a.ResourceID)}
+}
+
 func orNull(s string) *string {
 	if s == "" {
 		return nil
@@ -189,8 +194,7 @@ func (s *Server) handleAccessHistory() http.Handler {
 		}
 		out := listJSON[accessHistoryView]{Items: make([]accessHistoryView, 0, len(list)), NextCursor: next}
 		for _, a := range list {
-			out.Items = append(out.Items, accessHistoryView{Timestamp: a.Timestamp.UTC(), Action: a.Action,
-				IPAddress: orNull(a.IPAddress), UserAgent: a.UserAgent, StatusCode: a.StatusCode, ResourceID: orNull(a.ResourceID)})
+			out.Items = append(out.Items, toAccessHistoryView(a))
 		}
 		writeJSON(w, http.StatusOK, out)
 	})
