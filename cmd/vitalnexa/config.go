@@ -69,6 +69,7 @@ type Config struct {
 	BreachCheck   string // VITALNEXA_BREACH_CHECK: "remote" (default: HIBP and offline) or "offline"
 	BreachURL     string // VITALNEXA_HIBP_URL
 	BreachFile    string // VITALNEXA_BREACHED_PASSWORDS_FILE
+	ClamAVAddr    string // VITALNEXA_CLAMAV_ADDR: clamd ("host:port" or a socket path) to scan uploads; none by default
 	UploadLimitMB int    // VITALNEXA_UPLOAD_LIMIT_MB: the largest document, default 20
 	FileQuotaMB   int    // VITALNEXA_FILE_QUOTA_MB: each user's storage for documents, default 200
 	RateLimitIP   int    // VITALNEXA_RATE_LIMIT_IP: auth requests per client address per minute
@@ -128,6 +129,7 @@ func loadConfig(getenv func(string) string) (*Config, error) {
 		return nil, fmt.Errorf("VITALNEXA_BREACH_CHECK must be \"remote\" or \"offline\"")
 	}
 	c.UploadLimitMB, c.FileQuotaMB = 20, 200
+	c.ClamAVAddr = env("VITALNEXA_CLAMAV_ADDR", "")
 	for name, dst := range map[string]*int{"VITALNEXA_RATE_LIMIT_IP": &c.RateLimitIP, "VITALNEXA_RATE_LIMIT_ACCOUNT": &c.RateLimitAcct,
 		"VITALNEXA_UPLOAD_LIMIT_MB": &c.UploadLimitMB, "VITALNEXA_FILE_QUOTA_MB": &c.FileQuotaMB} {
 		if v := env(name, ""); v != "" {

@@ -15,6 +15,7 @@ import (
 	"github.com/vitalnexa/vitalnexa/api"
 	"github.com/vitalnexa/vitalnexa/internal/audit"
 	"github.com/vitalnexa/vitalnexa/internal/auth"
+	"github.com/vitalnexa/vitalnexa/internal/clamav"
 	"github.com/vitalnexa/vitalnexa/internal/document"
 	"github.com/vitalnexa/vitalnexa/internal/fhir"
 	"github.com/vitalnexa/vitalnexa/internal/jobs"
@@ -132,9 +133,13 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, ready func(add
 	if err != nil {
 		return err
 	}
+	var scan func(context.Context, []byte) error
+	if cfg.ClamAVAddr != "" {
+		scan = (&clamav.Scanner{Addr: cfg.ClamAVAddr}).Scan
+	}
 	srv, err := web.NewServer(web.Options{
 		Logger: logger, Users: db, Accounts: db, Admin: db, Sessions: db, TestResults: db, HealthRecords: db, Imports: db,
-		Files: db, CheckDocument: document.Check, MaxUploadBytes: int64(cfg.UploadLimitMB) << 20,
+		Files: db, CheckDocument: document.Check, Scan: scan, MaxUploadBytes: int64(cfg.UploadLimitMB) << 20,
 		RateLimiter: &postgres.RateLimiter{Pool: pool, Keys: keys},
 		Limits: web.RateLimits{PerIP: web.RateLimit{N: cfg.RateLimitIP, Window: time.Minute},
 			PerAccount: web.RateLimit{N: cfg.RateLimitAcct, Window: 15 * time.Minute}},
