@@ -139,7 +139,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger, ready func(add
 	}
 	srv, err := web.NewServer(web.Options{
 		Logger: logger, Users: db, Accounts: db, Admin: db, Sessions: db, TestResults: db, HealthRecords: db, Imports: db,
-		Files: db, CheckDocument: document.Check, Scan: scan, MaxUploadBytes: int64(cfg.UploadLimitMB) << 20,
+		Files: db, Privacy: db, CheckDocument: document.Check, Scan: scan, MaxUploadBytes: int64(cfg.UploadLimitMB) << 20,
 		RateLimiter: &postgres.RateLimiter{Pool: pool, Keys: keys},
 		Limits: web.RateLimits{PerIP: web.RateLimit{N: cfg.RateLimitIP, Window: time.Minute},
 			PerAccount: web.RateLimit{N: cfg.RateLimitAcct, Window: 15 * time.Minute}},

@@ -16,7 +16,11 @@ import (
 // userDataTables are the tables that hold a user's data. The catalog test below fails
 // when a table with a user_id column is missing from RLS, so this list cannot silently
 // fall behind the schema.
-var userDataTables = []string{"users", "account_tokens", "sessions", "refresh_tokens", "mfa_recovery_codes", "test_results", "health_records", "files", "file_chunks"}
+var userDataTables = []string{"users", "account_tokens", "sessions", "refresh_tokens", "mfa_recovery_codes", "test_results", "health_records", "files", "file_chunks", "privacy_choices", "privacy_requests"}
+
+// appendOnlyTables are user-data tables the server's role may not delete from at all: a
+// DELETE is refused for lack of privilege before RLS is asked.
+var appendOnlyTables = map[string]bool{"privacy_choices": true, "privacy_requests": true}
 
 // MustUser registers a verified user and returns a context acting as them.
 func MustUser(t *testing.T, db *postgres.DB, email string) context.Context {
@@ -121,6 +125,12 @@ func TestNoUserSetSeesNothingAndWritesNothing(t *testing.T) {
 			}
 			// An UPDATE or DELETE without a user touches nothing.
 			tag, err := d.DB.Pool.Exec(ctx, "DELETE FROM "+table)
+			if appendOnlyTables[table] {
+				if err == nil || !strings.Contains(err.Error(), "permission denied") {
+					t.Fatalf("%s: DELETE by the server role: %v, want permission denied", table, err)
+				}
+				return
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -137,9 +147,12 @@ func TestNoUserSetSeesNothingAndWritesNothing(t *testing.T) {
 		"refresh_tokens":     `INSERT INTO refresh_tokens (token_hash, session_id, user_id, expires_at) SELECT '\x01', gen_random_uuid(), gen_random_uuid(), now() WHERE $1 <> ''`,
 		"test_results": `INSERT INTO test_results (id, user_id, code_system, code, code_index, name, value, value_type, unit, reference_range, notes, source)
 			VALUES (gen_random_uuid(), gen_random_uuid(), 'x', $1, '\x01', $1, $1, 'quantity', $1, $1, $1, 'manual')`,
-		"health_records": `INSERT INTO health_records (id, user_id, kind, title, content, source) VALUES (gen_random_uuid(), gen_random_uuid(), 'note', $1, $1, 'manual')`,
-		"files":          `INSERT INTO files (id, user_id, name, content_type, size, chunks, sha256) VALUES (gen_random_uuid(), gen_random_uuid(), $1, 'text/plain', 0, 0, '\x')`,
-		"file_chunks":    `INSERT INTO file_chunks (id, file_id, user_id, idx, data) SELECT f || ':0', f, gen_random_uuid(), 0, $1 FROM gen_random_uuid() f`,
+		"health_records":  `INSERT INTO health_records (id, user_id, kind, title, content, source) VALUES (gen_random_uuid(), gen_random_uuid(), 'note', $1, $1, 'manual')`,
+		"files":           `INSERT INTO files (id, user_id, name, content_type, size, chunks, sha256) VALUES (gen_random_uuid(), gen_random_uuid(), $1, 'text/plain', 0, 0, '\x')`,
+		"file_chunks":     `INSERT INTO file_chunks (id, file_id, user_id, idx, data) SELECT f || ':0', f, gen_random_uuid(), 0, $1 FROM gen_random_uuid() f`,
+		"privacy_choices": `INSERT INTO privacy_choices (user_id, kind, purpose, value) SELECT gen_random_uuid(), 'do_not_sell', '', true WHERE $1 <> ''`,
+		"privacy_requests": `INSERT INTO privacy_requests (id, user_id, kind, received_at, due_at)
+			SELECT gen_random_uuid(), gen_random_uuid(), 'export', now(), now() + interval '1 month' WHERE $1 <> ''`,
 	}
 	ct := "v1:AAAAAAAAAAAAAAAA::AAAAAAAAAAAAAAAAAAAAAA"
 	for _, table := range userDataTables {

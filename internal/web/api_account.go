@@ -302,10 +302,23 @@ func (s *Server) handleErase() http.Handler {
 			writeError(w, r, s.logger, err)
 			return
 		}
+		p, err := s.privacy()
+		var erasure *phr.PrivacyRequest
+		if err == nil {
+			erasure, err = p.RecordPrivacyRequest(ctx, phr.RequestErasure)
+		}
+		if err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
 		counts, err := s.opts.Users.EraseUser(ctx)
 		if err != nil {
 			writeError(w, r, s.logger, err)
 			return
+		}
+		// The request log outlives the account (deadlines are kept); it is answered now.
+		if err := p.CompletePrivacyRequest(ctx, erasure.ID); err != nil {
+			s.logger.ErrorContext(ctx, "erasure request not marked answered", "request_id", phr.RequestIDFromContext(ctx), "err", err.Error())
 		}
 		rec := erasureReceipt{UserID: userID, ErasedAt: stored(s.now()), Erased: counts,
 			Note: "Your account and all its health records, test results, documents, sessions and tokens were erased. " +

@@ -41,11 +41,21 @@ func (s *Server) routes(mux *http.ServeMux) {
 
 	private("GET /api/me", s.handleMe())
 	private("DELETE /api/me", s.handleErase())
+	private("GET /api/me/export", s.handleExport())
 	private("POST /api/me/password", s.handlePasswordChange())
 	private("POST /api/me/email", s.handleEmailChange())
 	private("POST /api/me/mfa/totp", s.handleMFAEnrol())
 	private("POST /api/me/mfa/totp/confirm", s.handleMFAConfirm())
 	private("GET /api/me/access-history", s.handleAccessHistory())
+	private("GET /api/me/privacy", s.handlePrivacyGet())
+	private("GET /api/me/consents", s.handleConsentList())
+	private("PUT /api/me/consents", s.handleConsentSet())
+	private("GET /api/me/consents/history", s.handleConsentHistory())
+	private("PUT /api/me/objections", s.handleObjectionSet())
+	private("POST /api/me/restriction", s.handleRestriction(true))
+	private("DELETE /api/me/restriction", s.handleRestriction(false))
+	private("PUT /api/me/do-not-sell", s.handleDoNotSell())
+	private("GET /api/me/privacy-requests", s.handlePrivacyRequestList())
 
 	private("GET /api/sessions", s.handleSessionList())
 	private("DELETE /api/sessions", s.handleSessionDeleteAll())
@@ -54,6 +64,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	s.adminRoutes(admin)
 	admin("GET /api/admin/audit", s.handleAdminAuditSearch())
 	admin("GET /api/admin/alerts", s.handleAdminAlertList())
+	admin("GET /api/admin/privacy-requests", s.handleAdminPrivacyRequestList())
 
 	private("POST /api/imports/fhir", s.handleImportFHIR())
 

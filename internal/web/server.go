@@ -29,6 +29,9 @@ type Options struct {
 	HealthRecords phr.HealthRecordService
 	Imports       phr.ImportService
 	Files         phr.FileService
+	// Privacy keeps consent, restriction, objection and do-not-sell choices and the
+	// deadline log of privacy requests; nil uses Users when it implements it.
+	Privacy phr.PrivacyService
 	// CheckDocument proves what uploaded bytes are (package document): the content type,
 	// or a problem (415 for what is neither PDF nor text, 422 for unsafe or broken files).
 	CheckDocument func(data []byte) (string, error)
