@@ -147,21 +147,7 @@ func (db *DB) SetObjection(ctx context.Context, purpose string, objected bool) e
 // SetRestricted sets or lifts the restriction of processing and logs the request as
 // answered at once. Restricting again keeps the time of the first restriction.
 func (db *DB) SetRestricted(ctx context.Context, restricted bool) error {
-	return db.withUser(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE users SET restricted_at = CASE WHEN $2 THEN coalesce(restricted_at, $3) END
-			WHERE id = $1`, phr.UserIDFromContext(ctx), restricted, db.now())
-		if err != nil {
-			return err
-		}
-		if tag.RowsAffected() != 1 {
-			return errNoUser
-		}
-		if err := db.appendChoice(ctx, tx, phr.ChoiceRestriction, "", restricted); err != nil {
-			return err
-		}
-		_, err = db.insertPrivacyRequest(ctx, tx, phr.RequestRestriction, true)
-		return err
-	})
+	return db.setPrivacyFlag(ctx, "restricted_at", phr.ChoiceRestriction, phr.RequestRestriction, restricted)
 }
 
 // IsRestricted reports whether the user in the context has restricted processing.
@@ -177,19 +163,26 @@ func (db *DB) IsRestricted(ctx context.Context) (bool, error) {
 // SetDoNotSell records the opt-out of sale and sharing, or its withdrawal, and logs the
 // request as answered at once.
 func (db *DB) SetDoNotSell(ctx context.Context, doNotSell bool) error {
+	return db.setPrivacyFlag(ctx, "do_not_sell_at", phr.ChoiceDoNotSell, phr.RequestDoNotSell, doNotSell)
+}
+
+// setPrivacyFlag sets (keeping the first time) or clears a flag column of the user,
+// appends the choice to its history and logs the request as answered. column is one of
+// the constants above, never input.
+func (db *DB) setPrivacyFlag(ctx context.Context, column, choice, request string, on bool) error {
 	return db.withUser(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE users SET do_not_sell_at = CASE WHEN $2 THEN coalesce(do_not_sell_at, $3) END
-			WHERE id = $1`, phr.UserIDFromContext(ctx), doNotSell, db.now())
+		tag, err := tx.Exec(ctx, `UPDATE users SET `+column+` = CASE WHEN $2 THEN coalesce(`+column+`, $3) END
+			WHERE id = $1`, phr.UserIDFromContext(ctx), on, db.now())
 		if err != nil {
 			return err
 		}
 		if tag.RowsAffected() != 1 {
 			return errNoUser
 		}
-		if err := db.appendChoice(ctx, tx, phr.ChoiceDoNotSell, "", doNotSell); err != nil {
+		if err := db.appendChoice(ctx, tx, choice, "", on); err != nil {
 			return err
 		}
-		_, err = db.insertPrivacyRequest(ctx, tx, phr.RequestDoNotSell, true)
+		_, err = db.insertPrivacyRequest(ctx, tx, request, true)
 		return err
 	})
 }

@@ -438,26 +438,12 @@ func TestAdminsNeedMFAAndSeeNoPHI(t *testing.T) {
 	if r.status != http.StatusBadRequest {
 		t.Fatalf("register with a role: %d, want 400", r.status)
 	}
-	ctx := context.Background()
-	var adminID string
-	for _, a := range e.auditRows() {
-		if a.Action == "POST /api/auth/token" && a.Status == 200 && adminID == "" {
-			adminID = a.UserID
-		}
-	}
-	tx, _ := e.owner.Begin(ctx)
-	tx.Exec(ctx, "SELECT set_config('app.current_user_id', $1, true)", adminID)
-	if _, err := tx.Exec(ctx, "UPDATE users SET role = 'admin' WHERE id = $1", adminID); err != nil {
-		t.Fatal(err)
-	}
-	tx.Commit(ctx)
+	adminID := e.do("GET", "/api/me", admin, nil).json(t)["id"].(string)
+	e.mustRole(adminID, "admin")
 	if r := e.do("GET", "/api/admin/users", admin, nil); r.status != http.StatusForbidden {
 		t.Fatalf("admin without MFA: %d, want 403", r.status)
 	}
-	secret := e.do("POST", "/api/me/mfa/totp", admin, nil).json(t)["secret"].(string)
-	if r := e.do("POST", "/api/me/mfa/totp/confirm", admin, map[string]string{"otp": totpCode(t, secret, time.Now())}); r.status != http.StatusOK {
-		t.Fatalf("confirm: %d", r.status)
-	}
+	e.mustAdminWithMFA(admin)
 	r = e.do("GET", "/api/admin/users", admin, nil)
 	if r.status != http.StatusOK {
 		t.Fatalf("admin list: %d %s", r.status, r.body)
@@ -766,20 +752,7 @@ func TestAdminLockOutlivesOldUnlockLinks(t *testing.T) {
 	e := MustEnv(t)
 	admin := e.MustVerifiedUser("admin@example.com")
 	e.MustVerifiedUser("ana@example.com")
-	var adminID string
-	for _, a := range e.auditRows() {
-		if a.Action == "POST /api/auth/token" && a.Status == 200 {
-			adminID = a.UserID
-			break
-		}
-	}
-	ctx := context.Background()
-	tx, _ := e.owner.Begin(ctx)
-	tx.Exec(ctx, "SELECT set_config('app.current_user_id', $1, true)", adminID)
-	tx.Exec(ctx, "UPDATE users SET role = 'admin' WHERE id = $1", adminID)
-	tx.Commit(ctx)
-	secret := e.do("POST", "/api/me/mfa/totp", admin, nil).json(t)["secret"].(string)
-	e.do("POST", "/api/me/mfa/totp/confirm", admin, map[string]string{"otp": totpCode(t, secret, time.Now())})
+	adminID := e.mustAdminWithMFA(admin)
 	for i := 0; i < 5; i++ {
 		e.signIn("ana@example.com", "Wrong-Passw0rd!")
 	}

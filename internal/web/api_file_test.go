@@ -3,15 +3,14 @@ package web_test
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"io"
 	"mime/multipart"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/vitalnexa/vitalnexa/internal/clamav"
+	"github.com/vitalnexa/vitalnexa/internal/clamav/clamavtest"
 	"github.com/vitalnexa/vitalnexa/internal/web"
 )
 
@@ -142,43 +141,12 @@ func TestUploadsAreJudgedByTheirBytes(t *testing.T) {
 	}
 }
 
-// fakeClamd answers every INSTREAM scan with FOUND: a real TCP server standing in for clamd.
-func fakeClamd(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.CopyN(io.Discard, c, int64(len("zINSTREAM\x00")))
-				for {
-					var n uint32
-					if binary.Read(c, binary.BigEndian, &n) != nil || n == 0 {
-						break
-					}
-					io.CopyN(io.Discard, c, int64(n))
-				}
-				c.Write([]byte("stream: Win.Test.EICAR_HDB-1 FOUND\x00"))
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 func TestAnInfectedUploadIsRefusedAndReported(t *testing.T) {
 	t.Parallel()
-	scanner := &clamav.Scanner{Addr: fakeClamd(t)}
+	scanner := &clamav.Scanner{Addr: clamavtest.NewServer(t)}
 	e := MustEnv(t, func(o *web.Options) { o.Scan = scanner.Scan })
 	ana := e.MustVerifiedUser("ana@example.com")
-	r := e.upload(ana, "file", "eicar.txt", "text/plain", []byte(`X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*`))
+	r := e.upload(ana, "file", "eicar.txt", "text/plain", []byte(clamavtest.EICAR))
 	if r.status != http.StatusUnprocessableEntity || strings.Contains(string(r.body), "EICAR_HDB") {
 		t.Fatalf("infected upload: %d %s", r.status, r.body)
 	}
