@@ -350,6 +350,11 @@ func (w *auditCopyWorker) Work(ctx context.Context, job *river.Job[AuditCopyArgs
 		return nil
 	}
 	res, err := audit.Copy(ctx, w.opts.DB.Pool, w.opts.CopyBucket, w.opts.CopyKey, 0)
+	if err != nil && ctx.Err() != nil {
+		// Shut down mid-copy: what was copied stays copied and the next run resumes.
+		w.opts.Logger.Info("audit copy interrupted; the next run resumes it", "job", "audit_copy")
+		return err
+	}
 	if err != nil {
 		w.opts.Logger.Error("audit copy failed", "job", "audit_copy", "err", err.Error())
 		auditEvent(ctx, w.opts, "audit_copy", "job.audit_copy failed")

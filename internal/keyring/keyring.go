@@ -186,12 +186,22 @@ func (k *Keyring) TakeEncryptionCounts() map[int]int64 {
 	return out
 }
 
-func (k *Keyring) countEncryption(version int) {
+// ReturnEncryptionCounts gives back counts taken but not stored, so that a failed flush
+// does not undercount a key's nonces: the next TakeEncryptionCounts includes them.
+func (k *Keyring) ReturnEncryptionCounts(counts map[int]int64) {
+	for v, c := range counts {
+		k.addEncryptions(v, c)
+	}
+}
+
+func (k *Keyring) countEncryption(version int) { k.addEncryptions(version, 1) }
+
+func (k *Keyring) addEncryptions(version int, c int64) {
 	n, ok := k.encryptions.Load(version)
 	if !ok {
 		n, _ = k.encryptions.LoadOrStore(version, new(atomic.Int64))
 	}
-	n.(*atomic.Int64).Add(1)
+	n.(*atomic.Int64).Add(c)
 }
 
 // checkDataKeys validates and copies a set of data keys for New and Replace.

@@ -717,4 +717,12 @@ func TestReplaceWhileInUse(t *testing.T) {
 	if again := k.TakeEncryptionCounts(); len(again) != 0 {
 		t.Fatalf("counts not reset: %v", again)
 	}
+	// Counts a failed flush gives back are added to what came since.
+	k.ReturnEncryptionCounts(counts)
+	if _, err := k.Encrypt([]byte("more"), f); err != nil {
+		t.Fatal(err)
+	}
+	if again := k.TakeEncryptionCounts(); again[1] != 1 || again[2] != 2 {
+		t.Fatalf("counts after a return %v, want v1=1 v2=2", again)
+	}
 }

@@ -259,12 +259,15 @@ func DestroyKey(ctx context.Context, owner *pgxpool.Pool, version int) error {
 // FlushEncryptionCounts adds the encryptions k made since the last flush to the stored
 // totals, and returns the versions that have passed NonceBudgetWarning.
 func FlushEncryptionCounts(ctx context.Context, pool *pgxpool.Pool, k *keyring.Keyring) (overBudget []int, err error) {
-	for v, n := range k.TakeEncryptionCounts() {
+	counts := k.TakeEncryptionCounts()
+	for v, n := range counts {
 		var total int64
 		if err := pool.QueryRow(ctx, `UPDATE encryption_keys SET encryptions = encryptions + $2
 			WHERE purpose = 'data' AND version = $1 RETURNING encryptions`, v, n).Scan(&total); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			k.ReturnEncryptionCounts(counts) // the next flush stores them
 			return nil, fmt.Errorf("keys: %w", err)
 		}
+		delete(counts, v)
 		if total >= NonceBudgetWarning {
 			overBudget = append(overBudget, v)
 		}
