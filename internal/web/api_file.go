@@ -167,11 +167,6 @@ func (s *Server) handleFileContent() http.Handler {
 			writeError(w, r, s.logger, err)
 			return
 		}
-		var body bytes.Buffer
-		if err := s.opts.Files.WriteFileContent(ctx, f.ID, &body); err != nil {
-			writeError(w, r, s.logger, err)
-			return
-		}
 		h := w.Header()
 		ct := f.ContentType
 		if ct == "text/plain" {
@@ -180,9 +175,15 @@ func (s *Server) handleFileContent() http.Handler {
 		h.Set("Content-Type", ct)
 		h.Set("Content-Disposition", contentDisposition(f.Name))
 		h.Set("Content-Security-Policy", "sandbox; default-src 'none'")
-		h.Set("Content-Length", fmt.Sprint(body.Len()))
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(body.Bytes())
+		h.Set("Content-Length", fmt.Sprint(f.Size))
+		// Chunk by chunk to the client: a file never sits whole in memory.
+		out := &lazyStream{w: w}
+		if err := s.opts.Files.WriteFileContent(ctx, f.ID, out); err != nil {
+			for _, k := range []string{"Content-Type", "Content-Disposition", "Content-Length"} {
+				h.Del(k)
+			}
+			out.fail(r, s.logger, err)
+		}
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -70,11 +71,18 @@ func auditAction(r *http.Request, pattern string) string {
 	return method + " " + pattern
 }
 
-// bufferedResponse holds a response until its audit row is committed.
+// bufferedResponse holds a response until its audit row is committed, or, once a handler
+// has called streamResponse, passes it straight through.
 type bufferedResponse struct {
 	header http.Header
 	status int
 	body   bytes.Buffer
+	// commit writes the request's audit row with status; set by withAudit.
+	commit func(status int) error
+	// out is the client's writer once the response streams.
+	out http.ResponseWriter
+	// withheld is set when the audit row of a stream could not be written.
+	withheld bool
 }
 
 func (b *bufferedResponse) Header() http.Header { return b.header }
@@ -84,10 +92,66 @@ func (b *bufferedResponse) WriteHeader(status int) {
 	}
 }
 func (b *bufferedResponse) Write(p []byte) (int, error) {
+	if b.out != nil {
+		return b.out.Write(p)
+	}
 	if b.status == 0 {
 		b.status = http.StatusOK
 	}
 	return b.body.Write(p)
+}
+
+// streamResponse is for answers too large to hold in memory (exports, downloads): it
+// commits the request's audit row now, with the status set so far (200 if none), sends the
+// header, and returns the client's writer. The trail still records every response before
+// its first byte leaves. The status cannot change afterwards: a handler that fails midway
+// calls abortStream, which cuts the connection so the client cannot take a truncated answer
+// for a whole one. On an error nothing was sent and the handler just returns (withAudit
+// answers 503).
+func streamResponse(w http.ResponseWriter) (io.Writer, error) {
+	b, ok := w.(*bufferedResponse)
+	if !ok || b.commit == nil {
+		return w, nil
+	}
+	if b.out != nil {
+		return b.out, nil
+	}
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	if err := b.commit(b.status); err != nil {
+		return nil, err
+	}
+	return b.out, nil
+}
+
+// abortStream ends a streamed response that failed midway by cutting the connection.
+func abortStream() { panic(http.ErrAbortHandler) }
+
+// lazyStream starts streaming at the first byte written, so that a failure before it is
+// still a clean error answer.
+type lazyStream struct {
+	w   http.ResponseWriter
+	out io.Writer
+}
+
+func (l *lazyStream) Write(p []byte) (int, error) {
+	if l.out == nil {
+		out, err := streamResponse(l.w)
+		if err != nil {
+			return 0, err
+		}
+		l.out = out
+	}
+	return l.out.Write(p)
+}
+
+// fail answers err if nothing was sent yet, and cuts the connection otherwise.
+func (l *lazyStream) fail(r *http.Request, logger *slog.Logger, err error) {
+	if l.out != nil {
+		abortStream()
+	}
+	writeError(l.w, r, logger, err)
 }
 
 func newRequestID() string {
@@ -108,11 +172,60 @@ func (s *Server) withAudit(next http.Handler) http.Handler {
 		r = r.WithContext(ctx)
 		buf := &bufferedResponse{header: w.Header()}
 		buf.header.Set("X-Request-Id", reqID)
+		// writeRow writes the request's one audit row; false means it could not be written
+		// and nothing of the answer may leave.
+		writeRow := func(status int) bool {
+			elapsed := s.now().Sub(start)
+			ev := &phr.AuditEvent{
+				Timestamp:      start.UTC(),
+				UserID:         ri.userID,
+				Action:         auditAction(r, ri.pattern),
+				IPAddress:      ri.ip,
+				StatusCode:     status,
+				ResponseTimeMS: int(elapsed.Milliseconds()),
+				ResourceID:     ri.resourceID,
+				UserAgent:      ri.userAgent,
+				RequestID:      reqID,
+			}
+			// The row must be written even when the client has gone away.
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			err := s.audit.WriteAuditEvent(actx, ev)
+			cancel()
+			s.auditFailing.Store(err != nil)
+			if err != nil && ri.pattern == patternHealthz {
+				// Liveness stays up when the trail is down (readiness reports it); say so.
+				s.logger.WarnContext(ctx, "audit write failed for a liveness probe", "request_id", reqID, "err", err.Error())
+			}
+			if err != nil && ri.pattern != patternHealthz {
+				s.logger.ErrorContext(ctx, "audit write failed; response withheld", "request_id", reqID, "route", ri.pattern, "err", err.Error())
+				return false
+			}
+			return true
+		}
+		buf.commit = func(status int) error {
+			if !writeRow(status) {
+				buf.withheld = true
+				return phr.Errorf(phr.EUNAVAILABLE, "The service is temporarily unavailable.")
+			}
+			w.WriteHeader(status)
+			// The header goes now: the client sees the answer start, and a cut later shows
+			// as a truncated body rather than as no answer.
+			_ = http.NewResponseController(w).Flush()
+			buf.out = w
+			return nil
+		}
 		func() {
 			defer func() {
 				if v := recover(); v != nil {
-					if v == http.ErrAbortHandler {
-						panic(v)
+					if v == http.ErrAbortHandler || buf.out != nil {
+						if v != http.ErrAbortHandler {
+							s.logger.ErrorContext(ctx, "handler panicked while streaming", "request_id", reqID, "route", ri.pattern)
+						}
+						if buf.out != nil {
+							s.logger.LogAttrs(ctx, slog.LevelInfo, "request", append(requestLogAttrs(r, buf.status, s.now().Sub(start)),
+								slog.Bool("cut", true))...)
+						}
+						panic(http.ErrAbortHandler)
 					}
 					// The panic value may hold PHI: log only that one happened, and where.
 					s.logger.ErrorContext(ctx, "handler panicked", "request_id", reqID, "route", ri.pattern)
@@ -123,32 +236,14 @@ func (s *Server) withAudit(next http.Handler) http.Handler {
 			}()
 			next.ServeHTTP(buf, r)
 		}()
+		if buf.out != nil { // streamed: its row was written before the first byte
+			s.logger.LogAttrs(ctx, slog.LevelInfo, "request", requestLogAttrs(r, buf.status, s.now().Sub(start))...)
+			return
+		}
 		if buf.status == 0 {
 			buf.status = http.StatusOK
 		}
-		elapsed := s.now().Sub(start)
-		ev := &phr.AuditEvent{
-			Timestamp:      start.UTC(),
-			UserID:         ri.userID,
-			Action:         auditAction(r, ri.pattern),
-			IPAddress:      ri.ip,
-			StatusCode:     buf.status,
-			ResponseTimeMS: int(elapsed.Milliseconds()),
-			ResourceID:     ri.resourceID,
-			UserAgent:      ri.userAgent,
-			RequestID:      reqID,
-		}
-		// The row must be written even when the client has gone away.
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		err := s.audit.WriteAuditEvent(actx, ev)
-		cancel()
-		s.auditFailing.Store(err != nil)
-		if err != nil && ri.pattern == patternHealthz {
-			// Liveness stays up when the trail is down (readiness reports it); say so.
-			s.logger.WarnContext(ctx, "audit write failed for a liveness probe", "request_id", reqID, "err", err.Error())
-		}
-		if err != nil && ri.pattern != patternHealthz {
-			s.logger.ErrorContext(ctx, "audit write failed; response withheld", "request_id", reqID, "route", ri.pattern, "err", err.Error())
+		if buf.withheld || !writeRow(buf.status) {
 			for k := range w.Header() {
 				if k != "X-Request-Id" && !securityHeader[k] {
 					w.Header().Del(k)
@@ -159,7 +254,7 @@ func (s *Server) withAudit(next http.Handler) http.Handler {
 		}
 		w.WriteHeader(buf.status)
 		_, _ = w.Write(buf.body.Bytes())
-		s.logger.LogAttrs(ctx, slog.LevelInfo, "request", requestLogAttrs(r, buf.status, elapsed)...)
+		s.logger.LogAttrs(ctx, slog.LevelInfo, "request", requestLogAttrs(r, buf.status, s.now().Sub(start))...)
 	})
 }
 

@@ -210,19 +210,24 @@ func TestNothingIsServedWhenTheAuditTrailCannotBeWritten(t *testing.T) {
 	// A second server on the same data whose audit store is gone.
 	broken := pgtest.MustPool(t, e.db.AppURL, 1)
 	broken.Close()
+	file := e.upload(ana, "file", "Private letter.txt", "text/plain", []byte("Private letter")).json(t)
 	srv := mustServerWithAudit(t, e, &postgres.AuditStore{Pool: broken})
-	req := httptest.NewRequest("GET", "/api/health-records/"+rec["id"].(string), nil)
-	req.Header.Set("Authorization", "Bearer "+ana)
-	w := httptest.NewRecorder()
-	srv.ServeHTTP(w, req)
-	if w.Code != http.StatusServiceUnavailable {
-		t.Fatalf("status %d, want 503", w.Code)
-	}
-	if strings.Contains(w.Body.String(), "Private note") {
-		t.Fatal("health data served without an audit row")
-	}
-	if got := w.Header().Get("Cache-Control"); got != "no-store" {
-		t.Fatalf("Cache-Control %q", got)
+	// Buffered answers and streamed ones (download, export) alike.
+	for _, path := range []string{"/api/health-records/" + rec["id"].(string), "/api/files/" + file["id"].(string) + "/content",
+		"/api/me/export", "/api/me/export?include=files"} {
+		req := httptest.NewRequest("GET", path, nil)
+		req.Header.Set("Authorization", "Bearer "+ana)
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, req)
+		if w.Code != http.StatusServiceUnavailable {
+			t.Fatalf("%s: status %d, want 503", path, w.Code)
+		}
+		if strings.Contains(w.Body.String(), "Private") || w.Header().Get("Content-Disposition") != "" {
+			t.Fatalf("%s: health data served without an audit row: %q", path, w.Body.String())
+		}
+		if got := w.Header().Get("Cache-Control"); got != "no-store" {
+			t.Fatalf("Cache-Control %q", got)
+		}
 	}
 	// Liveness stays up; readiness reports the trail.
 	for path, want := range map[string]int{"/healthz": http.StatusOK, "/readyz": http.StatusServiceUnavailable} {
