@@ -93,6 +93,42 @@ type PrivacySettings struct {
 	ChangedAt map[string]time.Time
 }
 
+// Kinds of processing beyond storing and showing the user their own data, each gated by
+// Allows. A feature that processes a user's data for one of them asks first, every time.
+const (
+	ProcessAssistant        = "assistant"          // the assistant explains the user's data
+	ProcessResearch         = "research"           // the data goes into research
+	ProcessProductEmails    = "product_emails"     // mail about the product (marketing)
+	ProcessAnalytics        = "analytics"          // usage analytics
+	ProcessThirdPartyExport = "third_party_export" // data sent to a third party (sharing)
+)
+
+// Processings are every kind of processing Allows knows, in the order answers list them.
+var Processings = []string{ProcessAssistant, ProcessResearch, ProcessProductEmails, ProcessAnalytics, ProcessThirdPartyExport}
+
+// Allows reports whether the user's choices permit processing of kind: never while
+// processing is restricted (GDPR Art. 18: storage only); purposes that need consent need a
+// granted one; an objection (Art. 21) stops its purpose; do-not-sell (CCPA) stops any
+// sharing with a third party. An unknown kind is not allowed.
+func (s *PrivacySettings) Allows(kind string) bool {
+	if s.Restricted {
+		return false
+	}
+	switch kind {
+	case ProcessAssistant:
+		return s.Consents[ConsentAssistant]
+	case ProcessResearch:
+		return s.Consents[ConsentResearch] && !s.Objections[ObjectionResearch]
+	case ProcessProductEmails:
+		return s.Consents[ConsentProductEmails] && !s.Objections[ObjectionMarketing]
+	case ProcessAnalytics:
+		return !s.Objections[ObjectionAnalytics]
+	case ProcessThirdPartyExport:
+		return !s.Objections[ObjectionThirdPartyExport] && !s.DoNotSell
+	}
+	return false
+}
+
 // PrivacyRequest is one entry of the deadline log. UserID may name an erased account.
 type PrivacyRequest struct {
 	ID          string

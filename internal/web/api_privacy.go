@@ -46,11 +46,17 @@ type privacyView struct {
 	DoNotSell    bool          `json:"do_not_sell"`
 	Consents     []purposeView `json:"consents"`
 	Objections   []purposeView `json:"objections"`
+	// Processing is what the choices allow, per kind of processing (phr.Processings).
+	Processing map[string]bool `json:"processing"`
 }
 
 func toPrivacyView(st *phr.PrivacySettings) privacyView {
 	v := privacyView{Restricted: st.Restricted, DoNotSell: st.DoNotSell,
-		Consents: consentViews(st), Objections: make([]purposeView, 0, len(phr.ObjectionPurposes))}
+		Consents: consentViews(st), Objections: make([]purposeView, 0, len(phr.ObjectionPurposes)),
+		Processing: map[string]bool{}}
+	for _, k := range phr.Processings {
+		v.Processing[k] = st.Allows(k)
+	}
 	if st.Restricted {
 		t := st.RestrictedAt.UTC()
 		v.RestrictedAt = &t

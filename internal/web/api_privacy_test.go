@@ -3,6 +3,7 @@ package web_test
 import (
 	"context"
 	"net/http"
+	"reflect"
 	"testing"
 	"time"
 
@@ -85,6 +86,12 @@ func TestRestrictionObjectionAndDoNotSell(t *testing.T) {
 	if ok, _ := e.db.DB.HasConsent(ctx, phr.ConsentAssistant); ok {
 		t.Fatal("consent acted upon while restricted")
 	}
+	// While restricted, nothing but storage: every processing is refused.
+	for k, v := range e.do("GET", "/api/me/privacy", alice, nil).json(t)["processing"].(map[string]any) {
+		if v != false {
+			t.Errorf("processing %s allowed while restricted", k)
+		}
+	}
 	if r := e.do("DELETE", "/api/me/restriction", alice, nil); r.status != http.StatusOK || r.json(t)["restricted"] != false {
 		t.Fatalf("lift: %d %s", r.status, r.body)
 	}
@@ -108,6 +115,11 @@ func TestRestrictionObjectionAndDoNotSell(t *testing.T) {
 	}
 	if len(objected) != 4 || !objected["marketing"] || objected["analytics"] {
 		t.Fatalf("objections = %v", objected)
+	}
+	// Lifted: consent counts again; do-not-sell stops sharing.
+	want := map[string]any{"assistant": true, "research": false, "product_emails": false, "analytics": true, "third_party_export": false}
+	if got := m["processing"].(map[string]any); !reflect.DeepEqual(got, want) {
+		t.Fatalf("processing = %v, want %v", got, want)
 	}
 	// Each request is logged with its deadline, answered at once.
 	r = e.do("GET", "/api/me/privacy-requests", alice, nil)
