@@ -67,7 +67,9 @@ type HealthRecordUpdate struct {
 }
 
 // HealthRecordService stores the health records of the user in the context. Every method
-// returns ENOTFOUND for an unknown id and for another user's record alike.
+// returns ENOTFOUND for an unknown id and for another user's record alike. An update
+// appends the values it replaced, and a delete the record's last values, to the user's
+// history (HistoryService).
 type HealthRecordService interface {
 	FindHealthRecordByID(ctx context.Context, id string) (*HealthRecord, error)
 	FindHealthRecords(ctx context.Context, f HealthRecordFilter) ([]*HealthRecord, string, error)

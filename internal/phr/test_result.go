@@ -36,10 +36,28 @@ type TestResultFilter struct {
 	Limit  int
 }
 
+// TestResultUpdate holds the fields of a result its user may correct; nil means unchanged.
+// The code, its system and the value type stay as the lab reported them.
+type TestResultUpdate struct {
+	Name           *string
+	Value          *string
+	Unit           *string
+	ReferenceRange *string
+	Notes          *string
+	EffectiveAt    *time.Time
+}
+
 // TestResultService stores the test results of the user in the context.
 type TestResultService interface {
 	// FindTestResultByID returns ENOTFOUND for an unknown id and for another user's result.
 	FindTestResultByID(ctx context.Context, id string) (*TestResult, error)
 	// FindTestResults returns one page and the cursor of the next ("" at the end).
 	FindTestResults(ctx context.Context, f TestResultFilter) ([]*TestResult, string, error)
+	// UpdateTestResult corrects the given fields and appends the values they replaced to
+	// the user's history. ENOTFOUND for an unknown id and for another user's result;
+	// EINVALID for a value the result cannot hold.
+	UpdateTestResult(ctx context.Context, id string, upd TestResultUpdate) (*TestResult, error)
+	// DeleteTestResult removes the result and appends its last values to the history;
+	// ENOTFOUND for an unknown id and for another user's result.
+	DeleteTestResult(ctx context.Context, id string) error
 }

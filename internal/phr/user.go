@@ -47,4 +47,15 @@ type UserService interface {
 	EraseUser(ctx context.Context) (map[string]int64, error)
 	// FindUserByID returns the user in the context (ENOTFOUND for any other id).
 	FindUserByID(ctx context.Context, id string) (*User, error)
+	// UpdateUser corrects the profile of the user in the context (GDPR Art. 16) and, in
+	// the same transaction, appends the values it replaced to their history. A field set
+	// to its current value is no change. Callers validate the values first.
+	UpdateUser(ctx context.Context, upd UserUpdate) (*User, error)
+}
+
+// UserUpdate holds the profile fields a user may correct; nil means unchanged. The email
+// address changes only through the confirmed email change (AccountService).
+type UserUpdate struct {
+	FullName    *string
+	DateOfBirth *string // YYYY-MM-DD
 }

@@ -309,6 +309,12 @@ func (db *DB) ConfirmEmailChange(ctx context.Context, tokenHash []byte) (userID,
 		if err != nil {
 			return err
 		}
+		// The address the account had goes to its history, now that the change has landed.
+		prev := previousValues{}
+		prev.set("email", oldEmail, newEmail)
+		if err := db.appendHistory(ctx, tx, userID, phr.HistoryProfile, userID, phr.ChangeUpdate, prev, now); err != nil {
+			return err
+		}
 		// Links mailed to the old address (or for another new one) must not outlive the move.
 		return cancelTokens(ctx, tx, userID, now, phr.TokenPasswordReset, phr.TokenEmailChange, phr.TokenVerifyEmail)
 	})

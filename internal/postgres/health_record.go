@@ -149,12 +149,35 @@ func (db *DB) insertHealthRecord(ctx context.Context, tx pgx.Tx, userID string, 
 		return importUnchanged, err
 	}
 	r.ID = id
+	old, err := db.scanHealthRecord(tx.QueryRow(ctx, `SELECT `+healthRecordColumns+` FROM health_records WHERE id = $1 FOR UPDATE`, id))
+	if err != nil {
+		return 0, err
+	}
 	if title, content, err = fields(id); err != nil {
 		return 0, err
 	}
 	_, err = tx.Exec(ctx, `UPDATE health_records SET title = $2, content = $3, recorded_at = $4, updated_at = $5, source_digest = $6
 		WHERE id = $1`, id, title, content, optionalTime(r.RecordedAt), now, digest)
-	return importUpdated, err
+	if err != nil {
+		return 0, err
+	}
+	// An amended record keeps what it said before, like a correction by its user.
+	return importUpdated, db.appendHistory(ctx, tx, userID, phr.HistoryHealthRecord, id, phr.ChangeUpdate, healthRecordChanges(old, r), now)
+}
+
+// healthRecordValues are every field of r as its history keeps them.
+func healthRecordValues(r *phr.HealthRecord) previousValues {
+	return previousValues{"kind": r.Kind, "title": r.Title, "content": r.Content, "recorded_at": historyTime(r.RecordedAt)}
+}
+
+// healthRecordChanges are the fields of old that differ in r, with old's values.
+func healthRecordChanges(old, r *phr.HealthRecord) previousValues {
+	p := previousValues{}
+	p.set("kind", old.Kind, r.Kind)
+	p.set("title", old.Title, r.Title)
+	p.setJSON("content", old.Content, r.Content)
+	p.set("recorded_at", historyTime(old.RecordedAt), historyTime(r.RecordedAt))
+	return p
 }
 
 // CreateHealthRecord stores a record the user wrote.
@@ -180,6 +203,7 @@ func (db *DB) UpdateHealthRecord(ctx context.Context, id string, upd phr.HealthR
 		if err != nil {
 			return err
 		}
+		old := *r
 		if upd.Kind != nil {
 			r.Kind = *upd.Kind
 		}
@@ -203,7 +227,10 @@ func (db *DB) UpdateHealthRecord(ctx context.Context, id string, upd phr.HealthR
 		}
 		_, err = tx.Exec(ctx, `UPDATE health_records SET kind = $2, title = $3, content = $4, recorded_at = $5, updated_at = $6 WHERE id = $1`,
 			r.ID, r.Kind, title, content, optionalTime(r.RecordedAt), r.UpdatedAt)
-		return err
+		if err != nil {
+			return err
+		}
+		return db.appendHistory(ctx, tx, r.UserID, phr.HistoryHealthRecord, r.ID, phr.ChangeUpdate, healthRecordChanges(&old, r), r.UpdatedAt)
 	})
 	if err != nil {
 		return nil, err
@@ -211,19 +238,17 @@ func (db *DB) UpdateHealthRecord(ctx context.Context, id string, upd phr.HealthR
 	return r, nil
 }
 
-// DeleteHealthRecord removes the user's record; ENOTFOUND when there is none.
+// DeleteHealthRecord removes the user's record and keeps its last values in the history;
+// ENOTFOUND when there is none.
 func (db *DB) DeleteHealthRecord(ctx context.Context, id string) error {
 	if uuid.Validate(id) != nil {
 		return phr.Errorf(phr.ENOTFOUND, "Not found.")
 	}
 	return db.withUser(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `DELETE FROM health_records WHERE id = $1`, id)
+		r, err := db.scanHealthRecord(tx.QueryRow(ctx, `DELETE FROM health_records WHERE id = $1 RETURNING `+healthRecordColumns, id))
 		if err != nil {
 			return err
 		}
-		if tag.RowsAffected() == 0 {
-			return phr.Errorf(phr.ENOTFOUND, "Not found.")
-		}
-		return nil
+		return db.appendHistory(ctx, tx, r.UserID, phr.HistoryHealthRecord, r.ID, phr.ChangeDelete, healthRecordValues(r), db.now())
 	})
 }

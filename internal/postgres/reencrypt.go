@@ -16,6 +16,11 @@ type encryptedTable struct {
 	key     string // the primary-key column, which is the row identity bound into each value
 	keyHex  bool   // the key is bytea: its row identity is its hex form
 	columns []string
+	// swap is set for an append-only table (change_history), which the server's role may
+	// not UPDATE: the function its migration provides instead, <table>_reencrypt(row
+	// identity, column, old value, new value) returning boolean, a compare-and-swap of one
+	// value of the current user to the write key.
+	swap string
 }
 
 func (db *DB) encryptedTables(ctx context.Context) ([]encryptedTable, error) {
@@ -24,7 +29,9 @@ func (db *DB) encryptedTables(ctx context.Context) ([]encryptedTable, error) {
 		       (SELECT ka.attname FROM pg_index i JOIN pg_attribute ka ON ka.attrelid = i.indrelid AND ka.attnum = i.indkey[0]
 		         WHERE i.indrelid = c.oid AND i.indisprimary AND i.indnatts = 1),
 		       (SELECT ka.atttypid = 'bytea'::regtype FROM pg_index i JOIN pg_attribute ka ON ka.attrelid = i.indrelid AND ka.attnum = i.indkey[0]
-		         WHERE i.indrelid = c.oid AND i.indisprimary AND i.indnatts = 1)
+		         WHERE i.indrelid = c.oid AND i.indisprimary AND i.indnatts = 1),
+		       has_column_privilege(c.oid, a.attnum, 'UPDATE'),
+		       to_regprocedure(format('public.%I(text, text, text, text)', c.relname || '_reencrypt')) IS NOT NULL
 		FROM pg_attribute a
 		JOIN pg_class c ON c.oid = a.attrelid
 		JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -40,7 +47,8 @@ func (db *DB) encryptedTables(ctx context.Context) ([]encryptedTable, error) {
 		var table, column string
 		var key *string
 		var keyHex *bool
-		if err := rows.Scan(&table, &column, &key, &keyHex); err != nil {
+		var updatable, hasSwap bool
+		if err := rows.Scan(&table, &column, &key, &keyHex, &updatable, &hasSwap); err != nil {
 			return nil, err
 		}
 		if key == nil {
@@ -49,7 +57,15 @@ func (db *DB) encryptedTables(ctx context.Context) ([]encryptedTable, error) {
 		if len(out) == 0 || out[len(out)-1].name != table {
 			out = append(out, encryptedTable{name: table, key: *key, keyHex: keyHex != nil && *keyHex})
 		}
-		out[len(out)-1].columns = append(out[len(out)-1].columns, column)
+		t := &out[len(out)-1]
+		t.columns = append(t.columns, column)
+		if hasSwap {
+			t.swap = table + "_reencrypt"
+		} else if !updatable {
+			// Found before the first batch: a table the job could not write would otherwise
+			// fail it halfway, with every later table left under the old key.
+			return nil, fmt.Errorf("keys: %s.%s is encrypted, but this role may not update it and there is no %s_reencrypt function", table, column, table)
+		}
 	}
 	return out, rows.Err()
 }
@@ -184,7 +200,7 @@ func (db *DB) reencryptBatch(ctx context.Context, userID string, t encryptedTabl
 			// One statement per row: every stale column at once, each compared with the value
 			// read (compare-and-swap). If the user changed any of them meanwhile, the row is
 			// left for the next pass, which the job makes until nothing is left.
-			var set, where []string
+			var set, where, columns []string
 			args := []any{r.key}
 			for i, c := range t.columns {
 				old := r.values[i]
@@ -199,10 +215,26 @@ func (db *DB) reencryptBatch(ctx context.Context, userID string, t encryptedTabl
 					continue
 				}
 				args = append(args, nv, *old)
+				columns = append(columns, c)
 				set = append(set, fmt.Sprintf("%s = $%d", pgIdent(c), len(args)-1))
 				where = append(where, fmt.Sprintf("%s = $%d", pgIdent(c), len(args)))
 			}
 			if len(set) == 0 {
+				continue
+			}
+			if t.swap != "" {
+				// An append-only table: one call of its swap function per value.
+				for i, c := range columns {
+					var ok bool
+					// The function name comes from the catalog, quoted; values are parameters.
+					if err := tx.QueryRow(ctx, fmt.Sprintf(`SELECT public.%s($1, $2, $3, $4)`, pgIdent(t.swap)),
+						r.id, c, args[2+2*i], args[1+2*i]).Scan(&ok); err != nil {
+						return err
+					}
+					if ok {
+						moved++
+					}
+				}
 				continue
 			}
 			tag, err := tx.Exec(ctx, fmt.Sprintf(`UPDATE %s SET %s WHERE %s = $1 AND %s`, pgIdent(t.name),

@@ -16,11 +16,11 @@ import (
 // userDataTables are the tables that hold a user's data. The catalog test below fails
 // when a table with a user_id column is missing from RLS, so this list cannot silently
 // fall behind the schema.
-var userDataTables = []string{"users", "account_tokens", "sessions", "refresh_tokens", "mfa_recovery_codes", "test_results", "health_records", "files", "file_chunks", "privacy_choices", "privacy_requests"}
+var userDataTables = []string{"users", "account_tokens", "sessions", "refresh_tokens", "mfa_recovery_codes", "test_results", "health_records", "files", "file_chunks", "privacy_choices", "privacy_requests", "change_history"}
 
 // appendOnlyTables are user-data tables the server's role may not delete from at all: a
 // DELETE is refused for lack of privilege before RLS is asked.
-var appendOnlyTables = map[string]bool{"privacy_choices": true, "privacy_requests": true}
+var appendOnlyTables = map[string]bool{"privacy_choices": true, "privacy_requests": true, "change_history": true}
 
 // MustUser registers a verified user and returns a context acting as them.
 func MustUser(t *testing.T, db *postgres.DB, email string) context.Context {
@@ -153,6 +153,8 @@ func TestNoUserSetSeesNothingAndWritesNothing(t *testing.T) {
 		"privacy_choices": `INSERT INTO privacy_choices (user_id, kind, purpose, value) SELECT gen_random_uuid(), 'do_not_sell', '', true WHERE $1 <> ''`,
 		"privacy_requests": `INSERT INTO privacy_requests (id, user_id, kind, received_at, due_at)
 			SELECT gen_random_uuid(), gen_random_uuid(), 'export', now(), now() + interval '1 month' WHERE $1 <> ''`,
+		"change_history": `INSERT INTO change_history (id, user_id, entity, entity_id, action, previous, changed_at)
+			VALUES (gen_random_uuid(), gen_random_uuid(), 'test_result', gen_random_uuid(), 'delete', $1, now())`,
 	}
 	ct := "v1:AAAAAAAAAAAAAAAA::AAAAAAAAAAAAAAAAAAAAAA"
 	for _, table := range userDataTables {
@@ -234,7 +236,7 @@ func TestEncryptedColumnsHoldOnlyCiphertext(t *testing.T) {
 		"users.email": true, "users.full_name": true, "users.date_of_birth": true,
 		"test_results.code": true, "test_results.name": true, "test_results.value": true, "test_results.unit": true,
 		"test_results.reference_range": true, "test_results.notes": true,
-		"health_records.title": true, "health_records.content": true,
+		"health_records.title": true, "health_records.content": true, "change_history.previous": true,
 	}
 	rows, err := owner.Query(context.Background(), `SELECT table_name || '.' || column_name FROM information_schema.columns
 		WHERE table_schema = 'public' AND domain_name = 'ciphertext'`)

@@ -3,6 +3,8 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"regexp"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -144,11 +146,155 @@ func (db *DB) insertTestResult(ctx context.Context, tx pgx.Tx, userID string, r 
 		return importUnchanged, err
 	}
 	r.ID = id
+	old, err := db.scanTestResult(tx.QueryRow(ctx, `SELECT `+testResultColumns+` FROM test_results WHERE id = $1 FOR UPDATE`, id))
+	if err != nil {
+		return 0, err
+	}
 	if code, name, value, unit, rng, notes, err = fields(id); err != nil {
 		return 0, err
 	}
 	_, err = tx.Exec(ctx, `UPDATE test_results SET code_system = $2, code = $3, name = $4, value = $5, value_type = $6,
 		unit = $7, reference_range = $8, notes = $9, effective_at = $10, code_index = $11, source_digest = $12 WHERE id = $1`,
 		id, r.CodeSystem, code, name, value, r.ValueType, unit, rng, notes, effective, db.codeIndex(userID, r.Code), digest)
-	return importUpdated, err
+	if err != nil {
+		return 0, err
+	}
+	// An amended result keeps the value it had, like a correction by its user.
+	return importUpdated, db.appendHistory(ctx, tx, userID, phr.HistoryTestResult, id, phr.ChangeUpdate, testResultChanges(old, r), db.now())
+}
+
+// testResultValues are every clinical field of r as its history keeps them.
+func testResultValues(r *phr.TestResult) previousValues {
+	return previousValues{"code_system": r.CodeSystem, "code": r.Code, "name": r.Name, "value": r.Value,
+		"value_type": r.ValueType, "unit": r.Unit, "reference_range": r.ReferenceRange, "notes": r.Notes,
+		"effective_at": historyTime(r.EffectiveAt)}
+}
+
+// testResultChanges are the fields of old that differ in r, with old's values.
+func testResultChanges(old, r *phr.TestResult) previousValues {
+	p := previousValues{}
+	p.set("code_system", old.CodeSystem, r.CodeSystem)
+	p.set("code", old.Code, r.Code)
+	p.set("name", old.Name, r.Name)
+	p.set("value", old.Value, r.Value)
+	p.set("value_type", old.ValueType, r.ValueType)
+	p.set("unit", old.Unit, r.Unit)
+	p.set("reference_range", old.ReferenceRange, r.ReferenceRange)
+	p.set("notes", old.Notes, r.Notes)
+	p.set("effective_at", historyTime(old.EffectiveAt), historyTime(r.EffectiveAt))
+	return p
+}
+
+// Bounds of the fields a user may correct, in characters.
+const (
+	maxTestResultName  = 500
+	maxTestResultValue = 500
+	maxTestResultUnit  = 100
+	maxTestResultRange = 500
+	maxTestResultNotes = 10000
+)
+
+// quantityValue is how a quantity's value is written: an optional comparator and a
+// decimal number, as the FHIR import stores it ("95", "<0.5", "1.2e3").
+var quantityValue = regexp.MustCompile(`^(<|<=|>=|>)?-?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?$`)
+
+// CheckTestResultUpdate validates a correction of a result whose value type is valueType.
+// Only the fields it changes are checked: what a lab sent stays readable as it came.
+func CheckTestResultUpdate(upd phr.TestResultUpdate, valueType string) error {
+	type text struct {
+		field     string
+		v         *string
+		max       int
+		required  bool
+		multiline bool
+	}
+	for _, t := range []text{
+		{"name", upd.Name, maxTestResultName, true, false},
+		{"value", upd.Value, maxTestResultValue, true, false},
+		{"unit", upd.Unit, maxTestResultUnit, false, false},
+		{"reference_range", upd.ReferenceRange, maxTestResultRange, false, false},
+		{"notes", upd.Notes, maxTestResultNotes, false, true},
+	} {
+		if t.v == nil {
+			continue
+		}
+		if t.required && strings.TrimSpace(*t.v) == "" {
+			return phr.FieldErrorf(phr.EINVALID, t.field, "must not be empty")
+		}
+		if err := phr.CheckText(t.field, *t.v, t.max, t.multiline); err != nil {
+			return err
+		}
+	}
+	if upd.Value != nil && valueType == "quantity" && !quantityValue.MatchString(*upd.Value) {
+		return phr.FieldErrorf(phr.EINVALID, "value", "must be a number, optionally after <, <=, >= or >, for a quantity")
+	}
+	if upd.EffectiveAt != nil && upd.EffectiveAt.IsZero() {
+		return phr.FieldErrorf(phr.EINVALID, "effective_at", "must be a date")
+	}
+	return nil
+}
+
+// UpdateTestResult corrects the given fields of the user's result and appends the values
+// they replaced to the history, in one transaction.
+func (db *DB) UpdateTestResult(ctx context.Context, id string, upd phr.TestResultUpdate) (*phr.TestResult, error) {
+	if uuid.Validate(id) != nil {
+		return nil, phr.Errorf(phr.ENOTFOUND, "Not found.")
+	}
+	var r *phr.TestResult
+	err := db.withUser(ctx, func(tx pgx.Tx) (err error) {
+		r, err = db.scanTestResult(tx.QueryRow(ctx, `SELECT `+testResultColumns+` FROM test_results WHERE id = $1 FOR UPDATE`, id))
+		if err != nil {
+			return err
+		}
+		if err := CheckTestResultUpdate(upd, r.ValueType); err != nil {
+			return err
+		}
+		old := *r
+		for _, f := range []struct {
+			dst *string
+			src *string
+		}{{&r.Name, upd.Name}, {&r.Value, upd.Value}, {&r.Unit, upd.Unit}, {&r.ReferenceRange, upd.ReferenceRange}, {&r.Notes, upd.Notes}} {
+			if f.src != nil {
+				*f.dst = *f.src
+			}
+		}
+		if upd.EffectiveAt != nil {
+			r.EffectiveAt = upd.EffectiveAt.UTC()
+		}
+		prev := testResultChanges(&old, r)
+		if len(prev) == 0 {
+			return nil
+		}
+		s := sealer{db: db, table: "test_results", rowID: r.ID}
+		name, value, unit := s.seal("name", r.Name), s.seal("value", r.Value), s.seal("unit", r.Unit)
+		rng, notes := s.seal("reference_range", r.ReferenceRange), s.seal("notes", r.Notes)
+		if s.err != nil {
+			return s.err
+		}
+		_, err = tx.Exec(ctx, `UPDATE test_results SET name = $2, value = $3, unit = $4, reference_range = $5, notes = $6,
+			effective_at = $7 WHERE id = $1`, r.ID, name, value, unit, rng, notes, optionalTime(r.EffectiveAt))
+		if err != nil {
+			return err
+		}
+		return db.appendHistory(ctx, tx, r.UserID, phr.HistoryTestResult, r.ID, phr.ChangeUpdate, prev, db.now())
+	})
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// DeleteTestResult removes the user's result and keeps its last values in the history;
+// ENOTFOUND when there is none.
+func (db *DB) DeleteTestResult(ctx context.Context, id string) error {
+	if uuid.Validate(id) != nil {
+		return phr.Errorf(phr.ENOTFOUND, "Not found.")
+	}
+	return db.withUser(ctx, func(tx pgx.Tx) error {
+		r, err := db.scanTestResult(tx.QueryRow(ctx, `DELETE FROM test_results WHERE id = $1 RETURNING `+testResultColumns, id))
+		if err != nil {
+			return err
+		}
+		return db.appendHistory(ctx, tx, r.UserID, phr.HistoryTestResult, r.ID, phr.ChangeDelete, testResultValues(r), db.now())
+	})
 }

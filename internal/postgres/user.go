@@ -155,6 +155,52 @@ func (db *DB) FindUserByID(ctx context.Context, id string) (*phr.User, error) {
 	return u, s.err
 }
 
+// UpdateUser corrects the name and date of birth of the user in the context and appends
+// the values it replaced to their history, in one transaction.
+func (db *DB) UpdateUser(ctx context.Context, upd phr.UserUpdate) (*phr.User, error) {
+	userID := phr.UserIDFromContext(ctx)
+	err := db.withUser(ctx, func(tx pgx.Tx) error {
+		var name, dob string
+		if err := tx.QueryRow(ctx, `SELECT full_name, date_of_birth FROM users WHERE id = $1 FOR UPDATE`, userID).Scan(&name, &dob); err != nil {
+			return err
+		}
+		s := sealer{db: db, table: "users", rowID: userID}
+		oldName, oldDOB := s.open("full_name", name), s.open("date_of_birth", dob)
+		if s.err != nil {
+			return s.err
+		}
+		prev := previousValues{}
+		if upd.FullName != nil {
+			prev.set("full_name", oldName, *upd.FullName)
+		}
+		if upd.DateOfBirth != nil {
+			prev.set("date_of_birth", oldDOB, *upd.DateOfBirth)
+		}
+		if len(prev) == 0 {
+			return nil
+		}
+		if _, ok := prev["full_name"]; ok {
+			name = s.seal("full_name", *upd.FullName)
+		}
+		if _, ok := prev["date_of_birth"]; ok {
+			dob = s.seal("date_of_birth", *upd.DateOfBirth)
+		}
+		if s.err != nil {
+			return s.err
+		}
+		now := db.now()
+		if _, err := tx.Exec(ctx, `UPDATE users SET full_name = $2, date_of_birth = $3, updated_at = $4 WHERE id = $1`,
+			userID, name, dob, now); err != nil {
+			return err
+		}
+		return db.appendHistory(ctx, tx, userID, phr.HistoryProfile, userID, phr.ChangeUpdate, prev, now)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return db.FindUserByID(ctx, userID)
+}
+
 // SetRoleByEmail gives the account with this email the role ("user" or "admin"). It is for
 // operators (`vitalnexa users create-admin`), never reachable through the API; ENOTFOUND
 // when no account has the email.
