@@ -71,7 +71,9 @@ func TestSpecRoutes(t *testing.T) {
 		"POST /api/auth/password-reset/confirm",
 		"POST /api/auth/logout",
 		"GET /api/me",
+		"PATCH /api/me",
 		"DELETE /api/me",
+		"GET /api/me/history",
 		"GET /api/me/export",
 		"POST /api/me/password",
 		"POST /api/me/email",
@@ -102,6 +104,9 @@ func TestSpecRoutes(t *testing.T) {
 		"POST /api/imports/fhir",
 		"GET /api/test-results",
 		"GET /api/test-results/{id}",
+		"PATCH /api/test-results/{id}",
+		"DELETE /api/test-results/{id}",
+		"GET /api/test-results/{id}/history",
 		"GET /api/files",
 		"POST /api/files",
 		"GET /api/files/{id}",
@@ -112,6 +117,7 @@ func TestSpecRoutes(t *testing.T) {
 		"GET /api/health-records/{id}",
 		"PATCH /api/health-records/{id}",
 		"DELETE /api/health-records/{id}",
+		"GET /api/health-records/{id}/history",
 	}
 	var got []string
 	for _, o := range specOperations(doc) {

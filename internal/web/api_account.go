@@ -20,22 +20,109 @@ import (
 // recoveryCodeCount is how many single-use recovery codes an MFA enrolment hands out.
 const recoveryCodeCount = 10
 
-func (s *Server) handleMe() http.Handler {
+func (s *Server) handleMe() http.Handler { return http.HandlerFunc(s.writeMe) }
+
+// writeMe answers the signed-in user's profile and account state, for GET /api/me and
+// after a correction.
+func (s *Server) writeMe(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	u, err := s.opts.Users.FindUserByID(ctx, phr.UserIDFromContext(ctx))
+	if err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
+	a, err := s.opts.Accounts.FindAccount(ctx)
+	if err != nil {
+		writeError(w, r, s.logger, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": u.ID, "email": u.Email, "full_name": u.FullName,
+		"date_of_birth": u.DateOfBirth, "email_verified": u.EmailVerified, "role": a.Role,
+		"mfa_enabled": a.MFAEnabled, "password_change_required": a.PasswordBreached})
+}
+
+// handleMeUpdate is the right to rectification (GDPR Art. 16) of the profile. The name and
+// the date of birth, validated as at registration, change at once, and the values they
+// replace go to the user's history. A new email address goes through the confirmed change
+// of POST /api/me/email (the current password unless the sign-in is recent, a link to the
+// new address, a notice to the old one) and lands, and reaches the history, only when the
+// link is followed. Each call is logged as a rectification request answered at once. It
+// answers the profile as GET /api/me does.
+func (s *Server) handleMeUpdate() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			FullName        *string `json:"full_name"`
+			DateOfBirth     *string `json:"date_of_birth"`
+			Email           *string `json:"email"`
+			CurrentPassword *string `json:"current_password"`
+		}
+		if err := decodeJSON(bodyOf(r), &req); err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
+		if req.FullName == nil && req.DateOfBirth == nil && req.Email == nil {
+			writeError(w, r, s.logger, phr.Errorf(phr.EINVALID, "Name at least one field to change."))
+			return
+		}
 		ctx := r.Context()
-		u, err := s.opts.Users.FindUserByID(ctx, phr.UserIDFromContext(ctx))
-		if err != nil {
+		var upd phr.UserUpdate
+		if req.FullName != nil {
+			name, err := checkFullName(*req.FullName)
+			if err != nil {
+				writeError(w, r, s.logger, err)
+				return
+			}
+			upd.FullName = &name
+		}
+		if req.DateOfBirth != nil {
+			if err := s.checkDateOfBirth(*req.DateOfBirth); err != nil {
+				writeError(w, r, s.logger, err)
+				return
+			}
+			upd.DateOfBirth = req.DateOfBirth
+		}
+		newEmail := ""
+		if req.Email != nil {
+			if err := checkEmail(*req.Email); err != nil {
+				writeError(w, r, s.logger, err)
+				return
+			}
+			current, err := s.opts.Users.FindEmailForUser(ctx, phr.UserIDFromContext(ctx))
+			if err != nil {
+				writeError(w, r, s.logger, err)
+				return
+			}
+			// A form sent back whole names the address it shows: that is no change to confirm.
+			if e := strings.TrimSpace(*req.Email); e != current {
+				newEmail = e
+			}
+		}
+		// Before anything changes: a wrong password leaves the whole profile as it was.
+		if newEmail != "" {
+			if err := s.reauthenticate(ctx, req.CurrentPassword); err != nil {
+				writeError(w, r, s.logger, err)
+				return
+			}
+		}
+		if upd.FullName != nil || upd.DateOfBirth != nil {
+			if _, err := s.opts.Users.UpdateUser(ctx, upd); err != nil {
+				writeError(w, r, s.logger, err)
+				return
+			}
+		}
+		if newEmail != "" {
+			if err := s.beginEmailChange(ctx, newEmail); err != nil {
+				writeError(w, r, s.logger, err)
+				return
+			}
+		}
+		// Logged once the correction is made; if the log cannot be written the client is
+		// told, and a retry is harmless (an unchanged value adds no history).
+		if err := s.recordAnsweredRequest(ctx, phr.RequestRectification); err != nil {
 			writeError(w, r, s.logger, err)
 			return
 		}
-		a, err := s.opts.Accounts.FindAccount(ctx)
-		if err != nil {
-			writeError(w, r, s.logger, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"id": u.ID, "email": u.Email, "full_name": u.FullName,
-			"date_of_birth": u.DateOfBirth, "email_verified": u.EmailVerified, "role": a.Role,
-			"mfa_enabled": a.MFAEnabled, "password_change_required": a.PasswordBreached})
+		s.writeMe(w, r)
 	})
 }
 
@@ -118,36 +205,44 @@ func (s *Server) handleEmailChange() http.Handler {
 			return
 		}
 		ctx := r.Context()
-		userID := phr.UserIDFromContext(ctx)
 		if err := s.reauthenticate(ctx, req.CurrentPassword); err != nil {
 			writeError(w, r, s.logger, err)
 			return
 		}
-		token, err := auth.NewOpaqueToken()
-		if err != nil {
+		if err := s.beginEmailChange(ctx, strings.TrimSpace(req.NewEmail)); err != nil {
 			writeError(w, r, s.logger, err)
 			return
 		}
-		newEmail := strings.TrimSpace(req.NewEmail)
-		if err := s.opts.Accounts.CreateEmailChange(ctx, auth.HashToken(token), newEmail, s.now().Add(phr.TokenTTL[phr.TokenEmailChange])); err != nil {
-			writeError(w, r, s.logger, err)
-			return
-		}
-		s.securityEvent(ctx, "email.change_requested", userID)
-		link := s.opts.PublicURL + "/confirm-email?token=" + url.QueryEscape(token)
-		s.goBackground(ctx, "mail_email_change", func(ctx context.Context) error {
-			if err := s.opts.Mailer.SendMail(ctx, &phr.Mail{To: newEmail, Subject: "Confirm your new email address for VitalNexa",
-				Text: "To make this the email address of your VitalNexa account, open this link within 24 hours:\n\n" +
-					link + "\n\nIf you did not ask for this, ignore this message.\n"}); err != nil {
-				return err
-			}
-			return s.mailNotice(ctx, userID, "A change of your VitalNexa email address was requested",
-				"Someone signed in to your VitalNexa account asked to change its email address to "+maskEmail(newEmail)+".\n"+
-					"Nothing changes until the new address is confirmed.\n\n"+
-					"If that was not you, change your password at "+s.opts.PublicURL+"/reset-password and sign out every session.\n")
-		})
 		writeJSON(w, http.StatusAccepted, map[string]string{"status": "verification_email_sent"})
 	})
+}
+
+// beginEmailChange stores a pending change of the signed-in user's address to newEmail,
+// mails the confirmation link there and a notice to the current address. Nothing changes
+// until the link is followed. The caller has checked the address and re-authenticated.
+func (s *Server) beginEmailChange(ctx context.Context, newEmail string) error {
+	userID := phr.UserIDFromContext(ctx)
+	token, err := auth.NewOpaqueToken()
+	if err != nil {
+		return err
+	}
+	if err := s.opts.Accounts.CreateEmailChange(ctx, auth.HashToken(token), newEmail, s.now().Add(phr.TokenTTL[phr.TokenEmailChange])); err != nil {
+		return err
+	}
+	s.securityEvent(ctx, "email.change_requested", userID)
+	link := s.opts.PublicURL + "/confirm-email?token=" + url.QueryEscape(token)
+	s.goBackground(ctx, "mail_email_change", func(ctx context.Context) error {
+		if err := s.opts.Mailer.SendMail(ctx, &phr.Mail{To: newEmail, Subject: "Confirm your new email address for VitalNexa",
+			Text: "To make this the email address of your VitalNexa account, open this link within 24 hours:\n\n" +
+				link + "\n\nIf you did not ask for this, ignore this message.\n"}); err != nil {
+			return err
+		}
+		return s.mailNotice(ctx, userID, "A change of your VitalNexa email address was requested",
+			"Someone signed in to your VitalNexa account asked to change its email address to "+maskEmail(newEmail)+".\n"+
+				"Nothing changes until the new address is confirmed.\n\n"+
+				"If that was not you, change your password at "+s.opts.PublicURL+"/reset-password and sign out every session.\n")
+	})
+	return nil
 }
 
 // handleEmailConfirm spends an email-change link: the account moves to the new address and

@@ -196,14 +196,28 @@ func (s *Server) checkRegistration(req *registerRequest) error {
 	if err := s.opts.Passwords.Check(req.Password); err != nil {
 		return err
 	}
-	req.FullName = strings.TrimSpace(req.FullName)
-	if req.FullName == "" {
-		return phr.FieldErrorf(phr.EINVALID, "full_name", "is required")
-	}
-	if err := phr.CheckText("full_name", req.FullName, maxFullNameLength, false); err != nil {
+	var err error
+	if req.FullName, err = checkFullName(req.FullName); err != nil {
 		return err
 	}
-	dob, err := time.Parse(time.DateOnly, req.DateOfBirth)
+	return s.checkDateOfBirth(req.DateOfBirth)
+}
+
+// checkFullName returns the name trimmed, or EINVALID; for registration and corrections.
+func checkFullName(name string) (string, error) {
+	name = strings.TrimSpace(name)
+	if name == "" {
+		return "", phr.FieldErrorf(phr.EINVALID, "full_name", "is required")
+	}
+	if err := phr.CheckText("full_name", name, maxFullNameLength, false); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+// checkDateOfBirth accepts a past date (YYYY-MM-DD) from 1880 on; for registration and corrections.
+func (s *Server) checkDateOfBirth(date string) error {
+	dob, err := time.Parse(time.DateOnly, date)
 	if err != nil {
 		return phr.FieldErrorf(phr.EINVALID, "date_of_birth", "must be a date (YYYY-MM-DD)")
 	}

@@ -35,12 +35,15 @@ type healthRecordInput struct {
 
 // checkRecordedAt refuses dates no record can have: before 1800 (the zero time among them,
 // which would otherwise read as "no date") or more than a day in the future.
-func (s *Server) checkRecordedAt(t *time.Time) error {
+func (s *Server) checkRecordedAt(t *time.Time) error { return s.checkRecordTime("recorded_at", t) }
+
+// checkRecordTime is checkRecordedAt for the date field of any record or result.
+func (s *Server) checkRecordTime(field string, t *time.Time) error {
 	if t == nil {
 		return nil
 	}
 	if t.Year() < 1800 || t.After(s.now().Add(24*time.Hour)) {
-		return phr.FieldErrorf(phr.EINVALID, "recorded_at", "must be a date between 1800 and today")
+		return phr.FieldErrorf(phr.EINVALID, field, "must be a date between 1800 and today")
 	}
 	return nil
 }

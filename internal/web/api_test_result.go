@@ -88,3 +88,56 @@ func (s *Server) handleTestResultGet() http.Handler {
 		writeJSON(w, http.StatusOK, toTestResultJSON(res))
 	})
 }
+
+// testResultInput is the body of PATCH: the fields a user may correct. The code, its
+// system and the value type stay as the lab reported them.
+type testResultInput struct {
+	Name           *string    `json:"name"`
+	Value          *string    `json:"value"`
+	Unit           *string    `json:"unit"`
+	ReferenceRange *string    `json:"reference_range"`
+	Notes          *string    `json:"notes"`
+	EffectiveAt    *time.Time `json:"effective_at"`
+}
+
+// handleTestResultUpdate corrects a result (GDPR Art. 16); the values it replaces go to
+// the result's history.
+func (s *Server) handleTestResultUpdate() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var in testResultInput
+		if err := decodeJSON(bodyOf(r), &in); err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
+		if in.Name == nil && in.Value == nil && in.Unit == nil && in.ReferenceRange == nil && in.Notes == nil && in.EffectiveAt == nil {
+			writeError(w, r, s.logger, phr.Errorf(phr.EINVALID, "Name at least one field to change."))
+			return
+		}
+		if err := s.checkRecordTime("effective_at", in.EffectiveAt); err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
+		upd := phr.TestResultUpdate{Name: in.Name, Value: in.Value, Unit: in.Unit, ReferenceRange: in.ReferenceRange, Notes: in.Notes}
+		if in.EffectiveAt != nil {
+			t := in.EffectiveAt.UTC()
+			upd.EffectiveAt = &t
+		}
+		res, err := s.opts.TestResults.UpdateTestResult(r.Context(), r.PathValue("id"), upd)
+		if err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, toTestResultJSON(res))
+	})
+}
+
+// handleTestResultDelete removes a result; its last values stay in the history.
+func (s *Server) handleTestResultDelete() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := s.opts.TestResults.DeleteTestResult(r.Context(), r.PathValue("id")); err != nil {
+			writeError(w, r, s.logger, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+}

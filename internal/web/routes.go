@@ -40,6 +40,8 @@ func (s *Server) routes(mux *http.ServeMux) {
 	private("POST /api/auth/logout", s.handleLogout())
 
 	private("GET /api/me", s.handleMe())
+	private("PATCH /api/me", s.handleMeUpdate())
+	private("GET /api/me/history", s.handleHistoryList())
 	private("DELETE /api/me", s.handleErase())
 	private("GET /api/me/export", s.handleExport())
 	private("POST /api/me/password", s.handlePasswordChange())
@@ -70,6 +72,9 @@ func (s *Server) routes(mux *http.ServeMux) {
 
 	private("GET /api/test-results", s.handleTestResultList())
 	private("GET /api/test-results/{id}", s.handleTestResultGet())
+	private("PATCH /api/test-results/{id}", s.handleTestResultUpdate())
+	private("DELETE /api/test-results/{id}", s.handleTestResultDelete())
+	private("GET /api/test-results/{id}/history", s.handleEntityHistory(phr.HistoryTestResult))
 
 	private("POST /api/files", s.handleFileUpload())
 	private("GET /api/files", s.handleFileList())
@@ -82,6 +87,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	private("GET /api/health-records/{id}", s.handleHealthRecordGet())
 	private("PATCH /api/health-records/{id}", s.handleHealthRecordUpdate())
 	private("DELETE /api/health-records/{id}", s.handleHealthRecordDelete())
+	private("GET /api/health-records/{id}/history", s.handleEntityHistory(phr.HistoryHealthRecord))
 
 	// Everything else: the same problem document for every unknown path, so that nothing
 	// about the route table (or about someone's data) can be learned from a 404.

@@ -41,6 +41,8 @@ type Options struct {
 	Audit phr.AuditService
 	// AccessHistory reads a user's own audit rows; nil uses Users when it implements it.
 	AccessHistory phr.AccessHistoryService
+	// History reads a user's history of corrections; nil uses Users when it implements it.
+	History phr.HistoryService
 	// AuditSearch reads the whole trail and its alerts for admins; nil uses Admin when it
 	// implements it.
 	AuditSearch phr.AuditSearchService
