@@ -59,6 +59,7 @@ func TestSpecRoutes(t *testing.T) {
 	want := []string{
 		"GET /healthz",
 		"GET /readyz",
+		"GET /privacy/do-not-sell",
 		"POST /api/auth/register",
 		"POST /api/auth/verify-email",
 		"POST /api/auth/resend-verification",
@@ -137,6 +138,7 @@ func TestSpecPublicOperations(t *testing.T) {
 	public := map[string]bool{
 		"GET /healthz":                          true,
 		"GET /readyz":                           true,
+		"GET /privacy/do-not-sell":              true,
 		"POST /api/auth/register":               true,
 		"POST /api/auth/verify-email":           true,
 		"POST /api/auth/resend-verification":    true,

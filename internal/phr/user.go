@@ -43,7 +43,7 @@ type UserService interface {
 	// FindEmailForUser returns userID's email address, for mail about their account.
 	FindEmailForUser(ctx context.Context, userID string) (string, error)
 	// EraseUser deletes the user in the context and all their data, for good, and returns
-	// how many of each kind (test_results, health_records, files, sessions) went.
+	// how many of each kind (test_results, health_records, files, sessions, change_history) went.
 	EraseUser(ctx context.Context) (map[string]int64, error)
 	// FindUserByID returns the user in the context (ENOTFOUND for any other id).
 	FindUserByID(ctx context.Context, id string) (*User, error)

@@ -219,14 +219,14 @@ func (db *DB) SetRoleByEmail(ctx context.Context, email, role string) (userID st
 }
 
 // EraseUser deletes the user in the context and, through the foreign keys, everything the
-// service holds about them: records, results, files, sessions, tokens, second factors. The
-// audit trail keeps its rows (required by law), which now name an id that leads nowhere.
-// It returns how many of each kind were erased.
+// service holds about them: records, results, files, the history of their changes,
+// sessions, tokens, second factors. The audit trail keeps its rows (required by law),
+// which now name an id that leads nowhere. It returns how many of each kind were erased.
 func (db *DB) EraseUser(ctx context.Context) (map[string]int64, error) {
 	userID := phr.UserIDFromContext(ctx)
 	counts := map[string]int64{}
 	err := db.withUser(ctx, func(tx pgx.Tx) error {
-		for _, table := range []string{"test_results", "health_records", "files", "sessions"} {
+		for _, table := range []string{"test_results", "health_records", "files", "sessions", "change_history"} {
 			var n int64
 			// table is one of the constants above, never input.
 			if err := tx.QueryRow(ctx, `SELECT count(*) FROM `+table).Scan(&n); err != nil {

@@ -416,7 +416,7 @@ func (s *Server) handleErase() http.Handler {
 			s.logger.ErrorContext(ctx, "erasure request not marked answered", "request_id", phr.RequestIDFromContext(ctx), "err", err.Error())
 		}
 		rec := erasureReceipt{UserID: userID, ErasedAt: stored(s.now()), Erased: counts,
-			Note: "Your account and all its health records, test results, documents, sessions and tokens were erased. " +
+			Note: "Your account and all its health records, test results, documents, history of changes, sessions and tokens were erased. " +
 				"The audit trail keeps its rows as the law requires; they no longer lead to you. This cannot be undone."}
 		payload, _ := json.Marshal(rec)
 		m := hmac.New(sha256.New, s.opts.ReceiptKey)

@@ -266,8 +266,12 @@ func TestErasureTakesTheHistory(t *testing.T) {
 	if got := e.historyItems("/api/me/history?entity=all", ana); len(got) != 2 {
 		t.Fatalf("history before the erasure: %v", got)
 	}
-	if r := e.do("DELETE", "/api/me", ana, map[string]string{"password": testPassword}); r.status != http.StatusOK {
+	r := e.do("DELETE", "/api/me", ana, map[string]string{"password": testPassword})
+	if r.status != http.StatusOK {
 		t.Fatalf("erase: %d %s", r.status, r.body)
+	}
+	if got := r.json(t)["receipt"].(map[string]any)["erased"].(map[string]any)["change_history"]; got != 2.0 {
+		t.Fatalf("the receipt counts %v history entries, want 2", got)
 	}
 	var n int
 	if err := pgtest.MustPool(t, e.db.AdminURL, 1).QueryRow(t.Context(), `SELECT count(*) FROM change_history WHERE user_id = $1`, anaID).Scan(&n); err != nil {

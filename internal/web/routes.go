@@ -26,6 +26,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 
 	public(patternHealthz, s.handleHealthz())
 	public("GET /readyz", s.handleReadyz())
+	public("GET /privacy/do-not-sell", s.handlePageDoNotSell())
 
 	auth("POST /api/auth/register", s.handleRegister())
 	auth("POST /api/auth/verify-email", s.handleVerifyEmail())
