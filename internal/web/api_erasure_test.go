@@ -113,8 +113,8 @@ func TestErasureLeavesNothingButAnAuditTrailThatLeadsNowhere(t *testing.T) {
 
 // mustHoldSomethingEverywhere gives the user a row in every table that can hold her data:
 // imported test results and a record, a record of her own, two documents (one of several
-// storage chunks), privacy choices, a confirmed second factor with recovery codes, and a
-// pending change of address.
+// storage chunks), privacy choices, a corrected name, a confirmed second factor with recovery
+// codes, and a pending change of address.
 func (e *testEnv) mustHoldSomethingEverywhere(token string) {
 	e.t.Helper()
 	steps := []struct {
@@ -128,6 +128,8 @@ func (e *testEnv) mustHoldSomethingEverywhere(token string) {
 		{"scan", e.upload(token, "file", "scan.txt", "text/plain", bigText("scan")), http.StatusCreated},
 		{"do-not-sell", e.do("PUT", "/api/me/do-not-sell", token, map[string]any{"do_not_sell": true}), http.StatusOK},
 		{"consent", e.do("PUT", "/api/me/consents", token, map[string]any{"purpose": "research", "granted": true}), http.StatusOK},
+		// A correction keeps the value it replaced in the history of changes.
+		{"correction", e.do("PATCH", "/api/me", token, map[string]any{"full_name": "Corrected Name"}), http.StatusOK},
 	}
 	for _, s := range steps {
 		if s.r.status != s.want {
@@ -225,7 +227,8 @@ func storedSecrets(t *testing.T, admin *pgxpool.Pool, userID string) map[string]
 	}
 	for _, want := range []string{"users.email", "users.full_name", "users.date_of_birth", "users.mfa_secret",
 		"users.email_index", "account_tokens.new_email", "test_results.value", "health_records.content",
-		"files.name", "file_chunks.data", "refresh_tokens.token_hash", "mfa_recovery_codes.code_hash"} {
+		"files.name", "file_chunks.data", "refresh_tokens.token_hash", "mfa_recovery_codes.code_hash",
+		"change_history.previous"} {
 		found := false
 		for _, where := range out {
 			found = found || where == want
