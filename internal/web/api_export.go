@@ -203,6 +203,24 @@ func (s *Server) writeJSONExport(ctx context.Context, out io.Writer, u *phr.User
 		}
 		return err
 	})
+	d.list("change_history", func(emit func(any)) error {
+		h, err := s.history()
+		if err != nil {
+			return nil // a server without the history store has none to give
+		}
+		for cursor := ""; ; {
+			page, next, err := h.FindHistory(ctx, cursor, exportPage)
+			if err != nil {
+				return err
+			}
+			for _, x := range page {
+				emit(toHistoryEntryView(x))
+			}
+			if cursor = next; cursor == "" {
+				return nil
+			}
+		}
+	})
 	s.writePrivacyExport(ctx, d)
 	d.list("sessions", func(emit func(any)) error {
 		sessions, err := s.opts.Sessions.FindSessions(ctx)

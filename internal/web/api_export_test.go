@@ -22,6 +22,7 @@ func TestExportHoldsEverythingAboutTheUserAndNothingElse(t *testing.T) {
 	e.do("POST", "/api/health-records", ana, map[string]any{"kind": "note", "title": "Ana's note", "content": "x"})
 	e.upload(ana, "file", "letter.txt", "text/plain", []byte("a letter"))
 	e.do("POST", "/api/health-records", bob, map[string]any{"kind": "note", "title": "Bob's secret", "content": "y"})
+	e.do("PATCH", "/api/me", ana, map[string]any{"full_name": "Ana Example"})
 	r := e.do("GET", "/api/me/export", ana, nil)
 	if r.status != http.StatusOK || !strings.HasPrefix(r.header.Get("Content-Disposition"), "attachment") {
 		t.Fatalf("export: %d %s", r.status, r.body)
@@ -33,12 +34,22 @@ func TestExportHoldsEverythingAboutTheUserAndNothingElse(t *testing.T) {
 		Files         []map[string]any `json:"files"`
 		Sessions      []map[string]any `json:"sessions"`
 		AccessHistory []map[string]any `json:"access_history"`
+		ChangeHistory []map[string]any `json:"change_history"`
+		Privacy       map[string]any   `json:"privacy"`
+		Requests      []map[string]any `json:"privacy_requests"`
 	}
 	if err := json.Unmarshal(r.body, &x); err != nil {
 		t.Fatal(err)
 	}
-	if x.Profile["email"] != "ana@example.com" || x.Profile["full_name"] != "Person ana@example.com" {
+	if x.Profile["email"] != "ana@example.com" || x.Profile["full_name"] != "Ana Example" {
 		t.Fatalf("profile %v", x.Profile)
+	}
+	// The previous name, the choices and the requests (the rectification, this export).
+	if len(x.ChangeHistory) != 1 || x.ChangeHistory[0]["previous"].(map[string]any)["full_name"] != "Person ana@example.com" {
+		t.Fatalf("change history %v", x.ChangeHistory)
+	}
+	if x.Privacy["processing"] == nil || len(x.Requests) != 2 {
+		t.Fatalf("privacy %v, requests %v", x.Privacy, x.Requests)
 	}
 	if got, want := len(x.TestResults), int(imp["test_results_created"].(float64)); got != want || want == 0 {
 		t.Fatalf("%d test results exported, %d imported", got, want)
