@@ -57,6 +57,9 @@ var bundleTypes = map[string]bool{
 // bundle's order; each has Source "fhir" and a SourceID (the resource id, else the entry's
 // fullUrl), unique per kind of item.
 //
+// A bundle that BundleWriter wrote reads back to the items it was given: what the writer
+// set aside in VitalNexa's own extensions (see export.go) is put back.
+//
 // The whole bundle is validated before anything is returned: any error is a *phr.Error with
 // code phr.EINVALID whose Field is the JSON pointer of the offending element, and no batch
 // comes back, so a bundle is imported whole or not at all. Error messages and skip reasons
@@ -300,6 +303,10 @@ func (b *builder) add(e *entry) error {
 		r, err := e.decode()
 		if err != nil {
 			return err
+		}
+		if spec.accepts != nil && !spec.accepts(r) {
+			b.skip(e.typ, ReasonNotImported)
+			return nil
 		}
 		return b.addRecord(e, r, spec)
 	case r4ResourceTypes[e.typ]:

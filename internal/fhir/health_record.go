@@ -1,8 +1,6 @@
 package fhir
 
 import (
-	"bytes"
-	"encoding/json"
 	"time"
 
 	"github.com/vitalnexa/vitalnexa/internal/phr"
@@ -20,6 +18,9 @@ type recordSpec struct {
 	subject string // the member referring to the patient
 	// inError reports whether the resource says it was entered in error.
 	inError func(r object) (bool, error)
+	// accepts, when set, picks the resources of the type that are records; the others are
+	// skipped as not imported.
+	accepts func(r object) bool
 }
 
 var recordSpecs = map[string]recordSpec{
@@ -58,6 +59,14 @@ var recordSpecs = map[string]recordSpec{
 		when:    timeOf(dateTime("effectiveDateTime"), periodStart("effectivePeriod"), dateTime("issued")),
 		inError: statusInError,
 	},
+	// Notes are DocumentReferences coded as ours, as BundleWriter writes them; other
+	// documents (a portal's scans and letters) are not imported.
+	"DocumentReference": {
+		kind: phr.KindNote, generic: "Note", title: descriptionTitle, subject: "subject",
+		when:    timeOf(dateTime("date")),
+		inError: statusInError,
+		accepts: isOwnNote,
+	},
 }
 
 func (b *builder) addRecord(e *entry, r object, spec recordSpec) error {
@@ -76,6 +85,9 @@ func (b *builder) addRecord(e *entry, r object, spec recordSpec) error {
 	if title == "" {
 		title = spec.generic
 	}
+	if title, err = recordTitle(r, title); err != nil {
+		return err
+	}
 	at, err := spec.when(r)
 	if err != nil {
 		return err
@@ -84,9 +96,9 @@ func (b *builder) addRecord(e *entry, r object, spec recordSpec) error {
 	if err != nil {
 		return err
 	}
-	var content bytes.Buffer
-	if err := json.Compact(&content, e.raw); err != nil {
-		return invalid(e.at+"/resource", "is not valid JSON")
+	content, err := recordContent(e, r, spec)
+	if err != nil {
+		return err
 	}
 	switch {
 	case inError:
@@ -101,7 +113,7 @@ func (b *builder) addRecord(e *entry, r object, spec recordSpec) error {
 		b.batch.HealthRecords = append(b.batch.HealthRecords, &phr.HealthRecord{
 			Kind:       spec.kind,
 			Title:      truncate(title, maxTitleRunes),
-			Content:    json.RawMessage(content.Bytes()),
+			Content:    content,
 			RecordedAt: at,
 			Source:     Source,
 			SourceID:   id,
@@ -152,6 +164,18 @@ func carePlanTitle(r object) (string, error) {
 	}
 	c, err := conceptOf(categories[0])
 	return c.label(), err
+}
+
+func descriptionTitle(r object) (string, error) {
+	d, err := r.str("description")
+	return cleanLine(d), err
+}
+
+// isOwnNote reports whether a DocumentReference is typed as our note. A type that is not a
+// well-formed CodeableConcept is simply not ours: other documents are skipped unread.
+func isOwnNote(r object) bool {
+	c, _, err := readConcept(r, "type")
+	return err == nil && c.has(systemRecordKind, phr.KindNote)
 }
 
 func statusInError(r object) (bool, error) {

@@ -208,28 +208,46 @@ func (o object) boolean(key string) (bool, bool, error) {
 // splitObject returns the members of raw, a valid JSON value; ok is false when it is not an
 // object. Of repeated member names the last wins, as in encoding/json and PostgreSQL jsonb.
 func splitObject(raw []byte) (m map[string]json.RawMessage, ok bool) {
-	i := skipSpace(raw, 0)
-	if i >= len(raw) || raw[i] != '{' {
+	m = map[string]json.RawMessage{}
+	ok = eachMember(raw, func(_ []byte, key string, value json.RawMessage) bool {
+		m[key] = value
+		return true
+	})
+	if !ok {
 		return nil, false
 	}
-	m = map[string]json.RawMessage{}
+	return m, true
+}
+
+// eachMember calls f with each member of raw, a valid JSON value, in order and repeated
+// names included: the member name as written (quotes and escapes kept), decoded, and the
+// value. It stops when f returns false; ok is false when raw is not an object or a name
+// does not decode.
+func eachMember(raw []byte, f func(rawKey []byte, key string, value json.RawMessage) bool) (ok bool) {
+	i := skipSpace(raw, 0)
+	if i >= len(raw) || raw[i] != '{' {
+		return false
+	}
 	i = skipSpace(raw, i+1)
 	for i < len(raw) && raw[i] != '}' {
 		end := skipString(raw, i)
-		key, ok := unquote(raw[i:end])
+		rawKey := raw[i:end]
+		key, ok := unquote(rawKey)
 		if !ok {
-			return nil, false
+			return false
 		}
 		i = skipSpace(raw, end)
 		i = skipSpace(raw, i+1) // ':'
 		end = skipValue(raw, i)
-		m[key] = raw[i:end]
+		if !f(rawKey, key, raw[i:end]) {
+			return true
+		}
 		i = skipSpace(raw, end)
 		if i < len(raw) && raw[i] == ',' {
 			i = skipSpace(raw, i+1)
 		}
 	}
-	return m, true
+	return true
 }
 
 // splitArray returns the elements of raw, a valid JSON value; ok is false when it is not an

@@ -89,6 +89,10 @@ func (b *builder) addObservation(e *entry, r object) error {
 	if tr.SourceID, err = sourceID(e, r); err != nil {
 		return err
 	}
+	// BundleWriter keeps in an extension what the elements above could not carry exactly.
+	if err := restoreTestResult(r, tr); err != nil {
+		return err
+	}
 
 	switch {
 	case status == "entered-in-error":
