@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -363,6 +365,9 @@ func (b *builder) aboutOtherPatient(r object, key string) (bool, error) {
 	}
 	return false, nil
 }
+
+// R4ResourceTypes lists the resource types of FHIR R4 (4.0.1).
+func R4ResourceTypes() []string { return slices.Sorted(maps.Keys(r4ResourceTypes)) }
 
 // r4ResourceTypes are the resource types of FHIR R4 (4.0.1).
 var r4ResourceTypes = func() map[string]bool {

@@ -2,201 +2,21 @@ package fhir
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/vitalnexa/vitalnexa/internal/fhir/fhirschema"
 	"github.com/vitalnexa/vitalnexa/internal/phr"
 )
-
-// fhirSchemaPath is where `make fhir-schema` puts the FHIR R4 JSON schema, beside the
-// repository's other caches; the tests that need it skip when it is absent.
-var fhirSchemaPath = filepath.Join("..", "..", ".cache", "fhir-r4", "fhir.schema.json")
-
-// fhirSchemaSHA256 is the Makefile's FHIR_SCHEMA_SHA256: a stale or altered cache fails.
-const fhirSchemaSHA256 = "312220513e73ee78d57422024878b07200e39fc86aa37d096dd4206ff7402aed"
-
-var fhirSchema struct {
-	once    sync.Once
-	sch     *jsonschema.Schema
-	err     error
-	missing bool
-}
-
-// mustFHIRSchema returns the compiled FHIR R4 schema, compiled once for all tests.
-func mustFHIRSchema(tb testing.TB) *jsonschema.Schema {
-	tb.Helper()
-	fhirSchema.once.Do(func() { fhirSchema.sch, fhirSchema.missing, fhirSchema.err = loadFHIRSchema() })
-	if fhirSchema.missing {
-		tb.Skipf("no FHIR R4 schema at %s: run `make fhir-schema` (needs npm) to validate the export", fhirSchemaPath)
-	}
-	if fhirSchema.err != nil {
-		tb.Fatal(fhirSchema.err)
-	}
-	return fhirSchema.sch
-}
-
-// loadFHIRSchema compiles fhir.schema.json as Medplum ships it, with two changes to its two
-// lists of resources (the top level and ResourceList, which Bundle.entry.resource uses):
-//
-//   - Medplum's own resource types (Project, Bot, ...), which Medplum appends to the lists,
-//     are left out: they are not FHIR R4, and some refer to definitions the file lacks
-//     (integer64, Resource), which the compiler refuses.
-//   - The lists are oneOf's of the 146 resource definitions, so every resource is checked
-//     against all of them: about 0.5 s for a 200 kB export, 2 s for a Synthea bundle. Every
-//     definition requires its resourceType as a const, so only the resource's own can
-//     match: the lists become that dispatch ("if resourceType is X then X", checked here),
-//     which accepts and refuses the same resources in a quarter of the time and reports
-//     only the complaints of the resource's own type. The top-level "discriminator", an
-//     OpenAPI keyword that says the same, means nothing to JSON Schema and is ignored.
-func loadFHIRSchema() (sch *jsonschema.Schema, missing bool, err error) {
-	data, err := os.ReadFile(fhirSchemaPath)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, true, nil
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != fhirSchemaSHA256 {
-		return nil, false, fmt.Errorf("%s is not the pinned schema: run `make fhir-schema`", fhirSchemaPath)
-	}
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
-	if err != nil {
-		return nil, false, err
-	}
-	top := doc.(map[string]any)
-	defs := top["definitions"].(map[string]any)
-	for _, list := range []map[string]any{top, defs["ResourceList"].(map[string]any)} {
-		var names, dispatch []any
-		for _, alt := range list["oneOf"].([]any) {
-			ref := alt.(map[string]any)["$ref"].(string)
-			typ := strings.TrimPrefix(ref, "#/definitions/")
-			if !r4ResourceTypes[typ] {
-				continue
-			}
-			def := defs[typ].(map[string]any)
-			if def["properties"].(map[string]any)["resourceType"].(map[string]any)["const"] != typ ||
-				!slices.Contains(def["required"].([]any), any("resourceType")) {
-				return nil, false, fmt.Errorf("definition %s does not require its resourceType", typ)
-			}
-			names = append(names, typ)
-			dispatch = append(dispatch, map[string]any{
-				"if":   map[string]any{"properties": map[string]any{"resourceType": map[string]any{"const": typ}}},
-				"then": map[string]any{"$ref": ref},
-			})
-		}
-		if len(names) != len(r4ResourceTypes) {
-			return nil, false, fmt.Errorf("schema lists %d of the %d R4 resource types", len(names), len(r4ResourceTypes))
-		}
-		delete(list, "oneOf")
-		list["required"] = []any{"resourceType"}
-		list["properties"] = map[string]any{"resourceType": map[string]any{"enum": names}}
-		list["allOf"] = dispatch
-	}
-	top["$schema"] = "http://json-schema.org/draft-07/schema#" // for if/then; otherwise as draft-06
-	c := jsonschema.NewCompiler()
-	if err := c.AddResource("file:///fhir.schema.json", doc); err != nil {
-		return nil, false, err
-	}
-	sch, err = c.Compile("file:///fhir.schema.json")
-	return sch, false, err
-}
-
-// requiredElements are elements of the types the export writes that FHIR requires but the
-// JSON schema cannot: a primitive may come as "_status" (its extensions) instead, and a
-// choice ("[x]") under any of its types' names, so the schema lists neither as required.
-var requiredElements = map[string][]string{
-	"Bundle":            {"type"},
-	"Observation":       {"status"},
-	"Immunization":      {"status", "occurrence[x]"},
-	"MedicationRequest": {"status", "intent", "medication[x]"},
-	"Procedure":         {"status"},
-	"CarePlan":          {"status", "intent"},
-	"DiagnosticReport":  {"status"},
-	"DocumentReference": {"status"},
-}
-
-// checkRequired checks requiredElements in the Bundle and its resources, and that every
-// extension has its url.
-func checkRequired(v any, at string) error {
-	switch v := v.(type) {
-	case map[string]any:
-		if typ, ok := v["resourceType"].(string); ok {
-			for _, el := range requiredElements[typ] {
-				if !hasElement(v, el) {
-					return fmt.Errorf("%s: %s lacks %s", at, typ, el)
-				}
-			}
-		}
-		for key, sub := range v {
-			if key == "extension" || key == "modifierExtension" {
-				for i, x := range sub.([]any) {
-					if _, ok := x.(map[string]any)["url"].(string); !ok {
-						return fmt.Errorf("%s/%s/%d: extension lacks url", at, key, i)
-					}
-				}
-			}
-			if err := checkRequired(sub, at+"/"+key); err != nil {
-				return err
-			}
-		}
-	case []any:
-		for i, sub := range v {
-			if err := checkRequired(sub, fmt.Sprintf("%s/%d", at, i)); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-func hasElement(r map[string]any, el string) bool {
-	prefix, choice := strings.CutSuffix(el, "[x]")
-	for key := range r {
-		if key == el || (choice && strings.HasPrefix(key, prefix) && len(key) > len(prefix) &&
-			key[len(prefix)] >= 'A' && key[len(prefix)] <= 'Z') {
-			return true
-		}
-	}
-	return false
-}
-
-// validateFHIR validates data against the FHIR R4 schema and requiredElements.
-func validateFHIR(sch *jsonschema.Schema, data []byte) error {
-	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
-	if err != nil {
-		return err
-	}
-	if err := sch.Validate(inst); err != nil {
-		return err
-	}
-	return checkRequired(inst, "")
-}
-
-// mustValidFHIR fails unless data is a valid FHIR R4 Bundle of R4 resource types only; it
-// skips when the schema has not been fetched. Call it last: the rest of a test still runs.
-func mustValidFHIR(tb testing.TB, data []byte) {
-	tb.Helper()
-	sch := mustFHIRSchema(tb)
-	start := time.Now()
-	if err := validateFHIR(sch, data); err != nil {
-		tb.Fatalf("export is not valid FHIR R4: %v", err)
-	}
-	tb.Logf("validated %d bytes in %v", len(data), time.Since(start).Round(time.Millisecond))
-}
 
 var (
 	exportAt = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
@@ -350,7 +170,7 @@ func TestBundleWriterShared(t *testing.T) {
 				t.Fatalf("without SourceIDs: len(HealthRecords) = %d, want %d", got, want)
 			}
 
-			mustValidFHIR(t, out)
+			fhirschema.MustValid(t, R4ResourceTypes(), out)
 		})
 	}
 }
@@ -402,7 +222,7 @@ func TestBundleWriterManualRecord(t *testing.T) {
 					t.Fatalf("HealthRecords[%d]: %s", i, d)
 				}
 			}
-			mustValidFHIR(t, out)
+			fhirschema.MustValid(t, R4ResourceTypes(), out)
 		})
 	}
 }
@@ -478,7 +298,7 @@ func TestBundleWriterImportedRecord(t *testing.T) {
 			if d := diffHealthRecord(again.HealthRecords[0], &want); d != "" {
 				t.Fatal(d)
 			}
-			mustValidFHIR(t, out)
+			fhirschema.MustValid(t, R4ResourceTypes(), out)
 		})
 	}
 }
@@ -547,7 +367,7 @@ func TestBundleWriterTestResult(t *testing.T) {
 			if d := diffStoredTestResult(again.TestResults[0], &want); d != "" {
 				t.Fatal(d)
 			}
-			mustValidFHIR(t, out)
+			fhirschema.MustValid(t, R4ResourceTypes(), out)
 		})
 	}
 
@@ -569,7 +389,7 @@ func TestBundleWriterTestResult(t *testing.T) {
 			if got, want := fmt.Sprint(batch.Skipped), fmt.Sprint(want); got != want {
 				t.Fatalf("Skipped = %s, want %s", got, want)
 			}
-			mustValidFHIR(t, out)
+			fhirschema.MustValid(t, R4ResourceTypes(), out)
 		})
 	}
 }
@@ -594,7 +414,7 @@ func TestBundleWriterOutput(t *testing.T) {
 	if got != want {
 		t.Fatalf("export =\n%s\nwant\n%s", got, want)
 	}
-	mustValidFHIR(t, []byte(got))
+	fhirschema.MustValid(t, R4ResourceTypes(), []byte(got))
 }
 
 // TestBundleWriterDeterministic writes the same account twice, and a record of each kind
@@ -617,7 +437,7 @@ func TestBundleWriterDeterministic(t *testing.T) {
 			t.Fatalf("export differs between runs:\n%s\n%s", got, first)
 		}
 	}
-	mustValidFHIR(t, first)
+	fhirschema.MustValid(t, R4ResourceTypes(), first)
 }
 
 // writeLog records each Write the writer makes, and can fail after some.
@@ -782,14 +602,15 @@ func TestBundleWriterErrors(t *testing.T) {
 // ways a faulty writer would break it is refused.
 func TestFHIRSchemaRejects(t *testing.T) {
 	t.Parallel()
-	sch := mustFHIRSchema(t)
+	v := fhirschema.Must(t, R4ResourceTypes())
+	sch := v.Schema
 	results := []*phr.TestResult{{Code: "2823-3", Name: "Potassium", Value: "5.3", ValueType: "quantity", Unit: "mmol/L",
 		EffectiveAt: exportAt, Source: "manual"}}
 	records := []*phr.HealthRecord{{Kind: phr.KindImmunization, Title: "Flu", Content: json.RawMessage(`{}`), RecordedAt: exportAt, Source: "manual"}}
 	storedResults(results)
 	storedRecords(records)
 	good := mustExport(t, results, records)
-	if err := validateFHIR(sch, good); err != nil {
+	if err := v.Validate(good); err != nil {
 		t.Fatalf("the unbroken export is not valid: %v", err)
 	}
 	tests := []struct {
@@ -833,7 +654,7 @@ func TestFHIRSchemaRejects(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := validateFHIR(sch, broken); err == nil {
+			if err := v.Validate(broken); err == nil {
 				t.Fatalf("broken export passes validation")
 			}
 			inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(broken))
@@ -1018,7 +839,7 @@ func FuzzBundleWriterTestResult(f *testing.F) {
 				t.Fatal(d)
 			}
 		}
-		mustValidFHIR(t, out)
+		fhirschema.MustValid(t, R4ResourceTypes(), out)
 	})
 }
 
@@ -1067,7 +888,7 @@ func FuzzBundleWriterRecord(f *testing.F) {
 			t.Fatal(d)
 		}
 		if !verbatim {
-			mustValidFHIR(t, out)
+			fhirschema.MustValid(t, R4ResourceTypes(), out)
 		}
 	})
 }

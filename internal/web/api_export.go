@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vitalnexa/vitalnexa/internal/fhir"
 	"github.com/vitalnexa/vitalnexa/internal/phr"
 )
 
@@ -30,8 +31,8 @@ func (s *Server) handleExport() http.Handler {
 		if format == "" {
 			format = "json"
 		}
-		if format != "json" {
-			writeError(w, r, s.logger, phr.FieldErrorf(phr.EINVALID, "format", "must be json"))
+		if format != "json" && format != "fhir" {
+			writeError(w, r, s.logger, phr.FieldErrorf(phr.EINVALID, "format", "must be json or fhir"))
 			return
 		}
 		if include != "" && include != "files" {
@@ -52,6 +53,9 @@ func (s *Server) handleExport() http.Handler {
 		s.securityEvent(ctx, "privacy.export", userID)
 		name := "vitalnexa-export." + map[string]string{"json": "json", "fhir": "fhir.json"}[format]
 		write := func(out io.Writer) error {
+			if format == "fhir" {
+				return s.writeFHIRExport(ctx, out, u)
+			}
 			return s.writeJSONExport(ctx, out, u)
 		}
 		h := w.Header()
@@ -250,6 +254,23 @@ func (s *Server) writeJSONExport(ctx context.Context, out io.Writer, u *phr.User
 	})
 	d.raw("}\n")
 	return d.err
+}
+
+// writeFHIRExport writes the user's health data as a FHIR R4 Bundle (type collection): the
+// Patient from the profile, every test result as a laboratory Observation and every health
+// record as the resource it came as (or one of its kind), which an import reads back.
+func (s *Server) writeFHIRExport(ctx context.Context, out io.Writer, u *phr.User) error {
+	b, err := fhir.NewBundleWriter(out, fhir.PatientOf(u), s.now())
+	if err != nil {
+		return err
+	}
+	if err := s.eachTestResult(ctx, b.TestResult); err != nil {
+		return err
+	}
+	if err := s.eachHealthRecord(ctx, b.HealthRecord); err != nil {
+		return err
+	}
+	return b.Close()
 }
 
 // writePrivacyExport writes the user's privacy choices, their history and their requests.
