@@ -482,11 +482,9 @@ func parseVersion(s string) (int, bool) {
 // decodePart decodes unpadded base64url, refusing anything outside the alphabet (the
 // standard decoder silently skips CR and LF, and '=' is padding).
 func decodePart(s string) ([]byte, bool) {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return nil, false
-		}
+	// The decoder refuses every byte outside the alphabet but skips CR and LF.
+	if strings.IndexByte(s, '\r') >= 0 || strings.IndexByte(s, '\n') >= 0 {
+		return nil, false
 	}
 	b, err := b64.DecodeString(s)
 	if err != nil {
