@@ -212,18 +212,10 @@ func (s *Server) writeJSONExport(ctx context.Context, out io.Writer, u *phr.User
 		if err != nil {
 			return nil // a server without the history store has none to give
 		}
-		for cursor := ""; ; {
-			page, next, err := h.FindHistory(ctx, cursor, exportPage)
-			if err != nil {
-				return err
-			}
-			for _, x := range page {
-				emit(toHistoryEntryView(x))
-			}
-			if cursor = next; cursor == "" {
-				return nil
-			}
-		}
+		return eachPage(func(cursor string) ([]*phr.HistoryEntry, string, error) {
+			return h.FindHistory(ctx, cursor, exportPage)
+		},
+			func(x *phr.HistoryEntry) error { emit(toHistoryEntryView(x)); return nil })
 	})
 	s.writePrivacyExport(ctx, d)
 	d.list("sessions", func(emit func(any)) error {
@@ -239,18 +231,10 @@ func (s *Server) writeJSONExport(ctx context.Context, out io.Writer, u *phr.User
 		if err != nil {
 			return nil // a server without the trail reader has no history to give
 		}
-		for cursor := ""; ; {
-			page, next, err := h.FindAccessHistory(ctx, cursor, exportPage)
-			if err != nil {
-				return err
-			}
-			for _, a := range page {
-				emit(toAccessHistoryView(a))
-			}
-			if cursor = next; cursor == "" {
-				return nil
-			}
-		}
+		return eachPage(func(cursor string) ([]*phr.AuditRecord, string, error) {
+			return h.FindAccessHistory(ctx, cursor, exportPage)
+		},
+			func(a *phr.AuditRecord) error { emit(toAccessHistoryView(a)); return nil })
 	})
 	d.raw("}\n")
 	return d.err
@@ -286,18 +270,13 @@ func (s *Server) writePrivacyExport(ctx context.Context, d *jsonDoc) {
 	}
 	d.member("privacy", toPrivacyView(st))
 	d.list("privacy_choices", func(emit func(any)) error {
-		for cursor := ""; ; {
-			page, next, err := p.FindPrivacyChoices(ctx, "", cursor, exportPage)
-			if err != nil {
-				return err
-			}
-			for _, c := range page {
+		return eachPage(func(cursor string) ([]*phr.PrivacyChoice, string, error) {
+			return p.FindPrivacyChoices(ctx, "", cursor, exportPage)
+		},
+			func(c *phr.PrivacyChoice) error {
 				emit(privacyChoiceView{Kind: c.Kind, Purpose: c.Purpose, Value: c.Value, At: c.At.UTC()})
-			}
-			if cursor = next; cursor == "" {
 				return nil
-			}
-		}
+			})
 	})
 	d.list("privacy_requests", func(emit func(any)) error {
 		reqs, err := p.FindPrivacyRequests(ctx)
@@ -317,30 +296,26 @@ type privacyChoiceView struct {
 
 // eachTestResult calls fn with every test result of the user, a page at a time.
 func (s *Server) eachTestResult(ctx context.Context, fn func(*phr.TestResult) error) error {
-	for cursor := ""; ; {
-		page, next, err := s.opts.TestResults.FindTestResults(ctx, phr.TestResultFilter{Cursor: cursor, Limit: exportPage})
-		if err != nil {
-			return err
-		}
-		for _, x := range page {
-			if err := fn(x); err != nil {
-				return err
-			}
-		}
-		if cursor = next; cursor == "" {
-			return nil
-		}
-	}
+	return eachPage(func(cursor string) ([]*phr.TestResult, string, error) {
+		return s.opts.TestResults.FindTestResults(ctx, phr.TestResultFilter{Cursor: cursor, Limit: exportPage})
+	}, fn)
 }
 
 // eachHealthRecord calls fn with every health record of the user, a page at a time.
 func (s *Server) eachHealthRecord(ctx context.Context, fn func(*phr.HealthRecord) error) error {
+	return eachPage(func(cursor string) ([]*phr.HealthRecord, string, error) {
+		return s.opts.HealthRecords.FindHealthRecords(ctx, phr.HealthRecordFilter{Cursor: cursor, Limit: exportPage})
+	}, fn)
+}
+
+// eachPage calls fn with every item of a cursor-paginated list, reading a page at a time.
+func eachPage[T any](page func(cursor string) ([]T, string, error), fn func(T) error) error {
 	for cursor := ""; ; {
-		page, next, err := s.opts.HealthRecords.FindHealthRecords(ctx, phr.HealthRecordFilter{Cursor: cursor, Limit: exportPage})
+		items, next, err := page(cursor)
 		if err != nil {
 			return err
 		}
-		for _, x := range page {
+		for _, x := range items {
 			if err := fn(x); err != nil {
 				return err
 			}
