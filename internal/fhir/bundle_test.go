@@ -173,6 +173,8 @@ func TestParseBundleInvalid(t *testing.T) {
 		{"resourceType empty", bundleOf(`{"resourceType":""}`), Options{}, "/entry/0/resource/resourceType"},
 		// A number sent as a string would lose the "number as written" guarantee.
 		{"valueQuantity.value a string", bundleOf(labObs(`"valueQuantity":{"value":"5.30 ` + marker + `","unit":"mmol/L"}`)), Options{}, "/entry/0/resource/valueQuantity/value"},
+		// JSON allows it, but a reader can hold 1e400 only as Infinity.
+		{"valueQuantity.value beyond a float", bundleOf(labObs(`"valueQuantity":{"value":1e400,"unit":"mmol/L"}`)), Options{}, "/entry/0/resource/valueQuantity/value"},
 		{"valueQuantity not an object", bundleOf(labObs(`"valueQuantity":5.3`)), Options{}, "/entry/0/resource/valueQuantity"},
 		{"unit not a string", bundleOf(labObs(`"valueQuantity":{"value":5.3,"unit":7}`)), Options{}, "/entry/0/resource/valueQuantity/unit"},
 		{"comparator not a FHIR code", bundleOf(labObs(`"valueQuantity":{"value":5.3,"comparator":"` + marker + `"}`)), Options{}, "/entry/0/resource/valueQuantity/comparator"},

@@ -184,6 +184,11 @@ func (o object) num(key string) (json.Number, bool, error) {
 	if !ok {
 		return "", false, invalid(o.path(key), "must be a number")
 	}
+	// JSON allows 1e400; no measurement is that large, and a client that reads it back
+	// gets Infinity, so it is refused rather than stored.
+	if _, err := strconv.ParseFloat(string(n), 64); err != nil {
+		return "", false, invalid(o.path(key), "must be a finite number")
+	}
 	return n, true, nil
 }
 

@@ -94,6 +94,11 @@ func TestHistoryKeepsWhatEachChangeReplaced(t *testing.T) {
 	if _, err := d.DB.UpdateTestResult(alice, tr.ID, phr.TestResultUpdate{Value: ptr("high")}); phr.ErrorCode(err) != phr.EINVALID {
 		t.Fatalf("a quantity set to a word: %v, want invalid", err)
 	}
+	for _, v := range []string{"1e400", "<-1E309"} {
+		if _, err := d.DB.UpdateTestResult(alice, tr.ID, phr.TestResultUpdate{Value: ptr(v)}); phr.ErrorCode(err) != phr.EINVALID || !strings.Contains(phr.ErrorMessage(err), "finite") {
+			t.Fatalf("a quantity set to %s: %v, want invalid (not finite)", v, err)
+		}
+	}
 	got, err := d.DB.UpdateTestResult(alice, tr.ID, phr.TestResultUpdate{Value: ptr("<0.5"), Notes: ptr("re-run\nby the lab")})
 	if err != nil || got.Value != "<0.5" || got.Notes != "re-run\nby the lab" || got.Name != "Glucose" {
 		t.Fatalf("correction: %+v %v", got, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -227,6 +228,12 @@ func CheckTestResultUpdate(upd phr.TestResultUpdate, valueType string) error {
 	}
 	if upd.Value != nil && valueType == "quantity" && !quantityValue.MatchString(*upd.Value) {
 		return phr.FieldErrorf(phr.EINVALID, "value", "must be a number, optionally after <, <=, >= or >, for a quantity")
+	}
+	if upd.Value != nil && valueType == "quantity" {
+		// The pattern admits 1e400, which no reader can hold but as Infinity.
+		if _, err := strconv.ParseFloat(strings.TrimLeft(*upd.Value, "<=>"), 64); err != nil {
+			return phr.FieldErrorf(phr.EINVALID, "value", "must be a finite number")
+		}
 	}
 	if upd.EffectiveAt != nil && upd.EffectiveAt.IsZero() {
 		return phr.FieldErrorf(phr.EINVALID, "effective_at", "must be a date")

@@ -97,8 +97,10 @@ func (s *Server) handleMeUpdate() http.Handler {
 				newEmail = e
 			}
 		}
-		// Before anything changes: a wrong password leaves the whole profile as it was.
-		if newEmail != "" {
+		// Before anything changes: a wrong password leaves the whole profile as it was. A
+		// password sent with a name or date change alone is checked too: a client that sends
+		// one expects it to matter, and a wrong one must not pass unremarked.
+		if newEmail != "" || req.CurrentPassword != nil {
 			if err := s.reauthenticate(ctx, req.CurrentPassword); err != nil {
 				writeError(w, r, s.logger, err)
 				return

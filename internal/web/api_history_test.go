@@ -108,6 +108,14 @@ func TestEmailCorrectionLandsOnlyOnceConfirmed(t *testing.T) {
 	if r := e.do("PATCH", "/api/me", ana, map[string]any{"email": "ana@example.com", "full_name": "Ana Person"}); r.status != http.StatusOK {
 		t.Fatalf("unchanged address: %d %s", r.status, r.body)
 	}
+	// A password sent with a rename alone is checked as well: a wrong one changes nothing.
+	r = e.do("PATCH", "/api/me", ana, map[string]any{"full_name": "Thief", "current_password": "Wrong-Passw0rd!"})
+	if r.status != http.StatusBadRequest || r.json(t)["field"] != "current_password" {
+		t.Fatalf("rename with a wrong current password: %d %s", r.status, r.body)
+	}
+	if me := e.do("GET", "/api/me", ana, nil).json(t); me["full_name"] != "Ana Person" {
+		t.Fatalf("a rename with a wrong password changed the name: %v", me["full_name"])
+	}
 	r = e.do("PATCH", "/api/me", ana, map[string]any{"email": "ana@new.example", "current_password": testPassword})
 	if r.status != http.StatusOK || r.json(t)["email"] != "ana@example.com" {
 		t.Fatalf("change: %d %s, want 200 with the old address until confirmed", r.status, r.body)
