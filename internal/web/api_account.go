@@ -234,10 +234,25 @@ func (s *Server) beginEmailChange(ctx context.Context, newEmail string) error {
 	s.securityEvent(ctx, "email.change_requested", userID)
 	link := s.opts.PublicURL + "/confirm-email?token=" + url.QueryEscape(token)
 	s.goBackground(ctx, "mail_email_change", func(ctx context.Context) error {
-		if err := s.opts.Mailer.SendMail(ctx, &phr.Mail{To: newEmail, Subject: "Confirm your new email address for VitalNexa",
-			Text: "To make this the email address of your VitalNexa account, open this link within 24 hours:\n\n" +
-				link + "\n\nIf you did not ask for this, ignore this message.\n"}); err != nil {
+		// An address that is another account's gets no link, which could never be spent,
+		// but a word to its owner, as a second registration does. The answer to the request
+		// is the same either way, so it does not tell who has an account.
+		switch owner, err := s.opts.Users.FindCredentialsByEmail(ctx, newEmail); {
+		case err == nil && owner.UserID != userID:
+			if err := s.mailNotice(ctx, owner.UserID, "Your email address was given for another VitalNexa account",
+				"Someone signed in to another VitalNexa account asked to move it to this email address.\n\n"+
+					"This address belongs to your account, so nothing has changed and nothing will.\n"+
+					"If the other account is yours as well, you can sign in to it with its own address.\n"); err != nil {
+				return err
+			}
+		case err != nil && phr.ErrorCode(err) != phr.ENOTFOUND:
 			return err
+		default:
+			if err := s.opts.Mailer.SendMail(ctx, &phr.Mail{To: newEmail, Subject: "Confirm your new email address for VitalNexa",
+				Text: "To make this the email address of your VitalNexa account, open this link within 24 hours:\n\n" +
+					link + "\n\nIf you did not ask for this, ignore this message.\n"}); err != nil {
+				return err
+			}
 		}
 		return s.mailNotice(ctx, userID, "A change of your VitalNexa email address was requested",
 			"Someone signed in to your VitalNexa account asked to change its email address to "+maskEmail(newEmail)+".\n"+
