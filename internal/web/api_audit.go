@@ -21,7 +21,7 @@ type auditRecordView struct {
 	UserID         *string   `json:"user_id"`
 	Action         string    `json:"action"`
 	IPAddress      *string   `json:"ip_address"`
-	StatusCode     int       `json:"status_code"`
+	StatusCode     *int      `json:"status_code"`
 	ResponseTimeMS int       `json:"response_time_ms"`
 	ResourceID     *string   `json:"resource_id"`
 	UserAgent      string    `json:"user_agent"`
@@ -33,7 +33,7 @@ type accessHistoryView struct {
 	Action     string    `json:"action"`
 	IPAddress  *string   `json:"ip_address"`
 	UserAgent  string    `json:"user_agent"`
-	StatusCode int       `json:"status_code"`
+	StatusCode *int      `json:"status_code"`
 	ResourceID *string   `json:"resource_id"`
 }
 
@@ -49,7 +49,16 @@ type auditAlertView struct {
 
 func toAccessHistoryView(a *phr.AuditRecord) accessHistoryView {
 	return accessHistoryView{Timestamp: a.Timestamp.UTC(), Action: a.Action, IPAddress: orNull(a.IPAddress),
-		UserAgent: a.UserAgent, StatusCode: a.StatusCode, ResourceID: orNull(a.ResourceID)}
+		UserAgent: a.UserAgent, StatusCode: auditStatus(a), ResourceID: orNull(a.ResourceID)}
+}
+
+// auditStatus is the HTTP status of a request's row and null for an event's ("EVENT …"), which
+// answered nothing.
+func auditStatus(a *phr.AuditRecord) *int {
+	if a.StatusCode == 0 {
+		return nil
+	}
+	return &a.StatusCode
 }
 
 func orNull(s string) *string {
@@ -142,7 +151,7 @@ func (s *Server) handleAdminAuditSearch() http.Handler {
 		out := listJSON[auditRecordView]{Items: make([]auditRecordView, 0, len(list)), NextCursor: next}
 		for _, a := range list {
 			out.Items = append(out.Items, auditRecordView{ID: a.ID, Timestamp: a.Timestamp.UTC(), UserID: orNull(a.UserID),
-				Action: a.Action, IPAddress: orNull(a.IPAddress), StatusCode: a.StatusCode, ResponseTimeMS: a.ResponseTimeMS,
+				Action: a.Action, IPAddress: orNull(a.IPAddress), StatusCode: auditStatus(a), ResponseTimeMS: a.ResponseTimeMS,
 				ResourceID: orNull(a.ResourceID), UserAgent: a.UserAgent, RequestID: a.RequestID})
 		}
 		writeJSON(w, http.StatusOK, out)
