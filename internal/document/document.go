@@ -6,6 +6,8 @@ package document
 
 import (
 	"bytes"
+	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/vitalnexa/vitalnexa/internal/phr"
@@ -76,7 +78,25 @@ var binaryMagic = []struct{ prefix, what string }{
 // markupPrefixes make text a document a browser would render and run, not plain text.
 var markupPrefixes = []string{"<!doctype", "<html", "<head", "<body", "<script", "<svg", "<?xml", "<iframe", "<object", "<embed"}
 
+// activeTextPrefixes are text formats that a program on the user's machine would run or
+// render with active content, found after a BOM or white space as their readers allow.
+// What they miss is still harmless as a download: it is named .txt (DownloadName).
+var activeTextPrefixes = []struct{ prefix, what string }{
+	{"#!", "a script"},
+	{"{\\rtf", "an RTF document (it can embed objects)"},
+	{"%!", "a PostScript program"},
+	{"[internetshortcut]", "an Internet shortcut"},
+	{"[desktop entry]", "a desktop launcher"},
+	{"windows registry editor", "a registry file"},
+	{"regedit4", "a registry file"},
+}
+
 func checkText(data []byte) error {
+	// PDF readers look for the header in the first kilobyte (some further): a PDF behind a
+	// line of text would open as a PDF with whatever actions it carries, unchecked.
+	if bytes.Contains(data, []byte("%PDF-")) {
+		return invalid("The file holds a PDF header (%PDF-) after other bytes; a PDF must start with it, and text may not carry one.")
+	}
 	if bytes.IndexByte(data, 0) >= 0 {
 		return unsupported("The file contains binary data (NUL bytes); only PDF and plain UTF-8 text are accepted.")
 	}
@@ -88,6 +108,11 @@ func checkText(data []byte) error {
 	for _, p := range markupPrefixes {
 		if hasPrefixFold(head, p) {
 			return unsupported("The file is HTML/XML markup, not plain text.")
+		}
+	}
+	for _, m := range activeTextPrefixes {
+		if hasPrefixFold(head, m.prefix) {
+			return unsupported("The file is " + m.what + ", not plain text.")
 		}
 	}
 	if containsFold(data, "<script") {
@@ -115,6 +140,31 @@ func containsFold(b []byte, s string) bool {
 		}
 		i++
 	}
+}
+
+// DownloadName is the name a file that Check proved to be of kind is handed out under:
+// name without Unicode format characters (a right-to-left override makes
+// "invoice\u202Etxt.bat" show as "invoicetab.txt") and ending in the extension of its
+// kind, added when it has another ("notes.bat" → "notes.bat.txt"), so that the user's
+// system opens it as what its bytes are and never runs it.
+func DownloadName(name, kind string) string {
+	name = strings.TrimSpace(strings.Map(func(r rune) rune {
+		if unicode.Is(unicode.Cf, r) || unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, name))
+	if name == "" {
+		name = "document"
+	}
+	ext := ".txt"
+	if kind == KindPDF {
+		ext = ".pdf"
+	}
+	if !strings.HasSuffix(strings.ToLower(name), ext) {
+		name += ext
+	}
+	return name
 }
 
 func invalid(msg string) *phr.Error {

@@ -131,6 +131,12 @@ func doc(cat string, more ...string) pdfSpec {
 
 func build(s pdfSpec) []byte { return buildPDF(s) }
 
+// asciiPDF is doc(cat) with the binary comment after the header made ASCII, at the same
+// length so every offset still holds: a PDF that is also valid UTF-8 text.
+func asciiPDF(cat string) []byte {
+	return bytes.Replace(build(doc(cat)), []byte("%\xe2\xe3\xcf\xd3"), []byte("%asci"), 1)
+}
+
 func withTrailer(s pdfSpec, t string) pdfSpec { s.trailer = t; return s }
 
 func packed(cat string, more ...string) pdfSpec {
@@ -265,6 +271,23 @@ func checkCases() []checkCase {
 		{"reject_xml.txt", b("<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><x>&e;</x>"), document.EUNSUPPORTED, "markup"}, // XXE payload
 
 		// Binaries, whatever they are named.
+		// Attack: a PDF with active content behind a line of text, which Check would take for
+		// text but a PDF reader (which looks for %PDF- in the first kilobyte) opens as a PDF.
+		// All ASCII, so valid UTF-8 text but for its header.
+		{"reject_pdf_after_newline.txt", func() []byte { return append([]byte("\n"), asciiPDF("/OpenAction << /S /JavaScript /JS (app.alert(1)) >>")...) }, phr.EINVALID, "PDF header"},
+		{"reject_pdf_after_text.txt", func() []byte { return append([]byte("Lab report follows\n"), asciiPDF("/OpenAction << /S /Launch /F (cmd.exe) >>")...) }, phr.EINVALID, "PDF header"},
+		{"reject_pdf_after_bom.txt", func() []byte { return append([]byte("\ufeff"), base...) }, phr.EINVALID, "PDF header"},
+		// Text that a program on the user's machine would run or render actively.
+		{"reject_script_after_newline.txt", b("\n#!/bin/sh\nrm -rf ~\n"), document.EUNSUPPORTED, "script"},
+		{"reject_rtf_object.txt", b("{\\rtf1\\ansi{\\object\\objemb{\\*\\objdata 0105}}}"), document.EUNSUPPORTED, "RTF"},
+		{"reject_postscript.txt", b("%!PS-Adobe-3.0\n(/etc/passwd) (r) file\n"), document.EUNSUPPORTED, "PostScript"},
+		{"reject_url_shortcut.txt", b("\r\n[InternetShortcut]\r\nURL=file:///C:/evil.exe\r\n"), document.EUNSUPPORTED, "shortcut"},
+		{"reject_desktop_launcher.txt", b("[Desktop Entry]\nType=Application\nExec=sh -c evil\n"), document.EUNSUPPORTED, "launcher"},
+		{"reject_registry.txt", b("Windows Registry Editor Version 5.00\r\n[HKEY_CURRENT_USER\\x]\r\n"), document.EUNSUPPORTED, "registry"},
+		// A batch file cannot be told from notes by its bytes; it is harmless text once it is
+		// handed out as .txt (DownloadName).
+		{"accept_batch_as_text.txt", b("@echo off\r\ndel /q *\r\n"), document.KindText, ""},
+
 		{"reject_elf.pdf", b("\x7fELF\x02\x01\x01\x00\x00\x00"), document.EUNSUPPORTED, "ELF"},    // Linux executable renamed .pdf
 		{"reject_exe.pdf", b("MZ\x90\x00\x03\x00\x00\x00\x04\x00"), document.EUNSUPPORTED, "PE"},  // Windows .exe renamed .pdf
 		{"reject_zip.pdf", b("PK\x03\x04\x14\x00\x00\x00\x08\x00"), document.EUNSUPPORTED, "ZIP"}, // archive renamed .pdf
@@ -396,5 +419,27 @@ func BenchmarkCheck20MiBPDF(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
 		document.Check(data)
+	}
+}
+
+func TestDownloadNameEndsInTheProvenKind(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, kind, want string }{
+		{"notes.txt", document.KindText, "notes.txt"},
+		{"Notes.TXT", document.KindText, "Notes.TXT"},
+		{"scan.pdf", document.KindPDF, "scan.pdf"},
+		{"scan", document.KindPDF, "scan.pdf"},
+		// A script or a PDF-looking name handed out as what its bytes are.
+		{"run.bat", document.KindText, "run.bat.txt"},
+		{"report.pdf", document.KindText, "report.pdf.txt"},
+		{"notes.txt", document.KindPDF, "notes.txt.pdf"},
+		// A right-to-left override would show "invoicetab.txt" for a .bat.
+		{"invoice\u202Etxt.bat", document.KindText, "invoicetxt.bat.txt"},
+		{"a\u200Bb\u2066.txt", document.KindText, "ab.txt"},
+		{" \u202E ", document.KindText, "document.txt"},
+	} {
+		if got := document.DownloadName(tc.name, tc.kind); got != tc.want {
+			t.Errorf("DownloadName(%q, %q) = %q, want %q", tc.name, tc.kind, got, tc.want)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vitalnexa/vitalnexa/internal/document"
 	"github.com/vitalnexa/vitalnexa/internal/fhir"
 	"github.com/vitalnexa/vitalnexa/internal/phr"
 )
@@ -118,7 +119,7 @@ func zipFileName(f *phr.File) string {
 			return '_'
 		}
 		return r
-	}, path.Base("/"+f.Name))
+	}, path.Base("/"+document.DownloadName(f.Name, f.ContentType)))
 	if base == "" || base == "." || base == ".." || base == "/" {
 		base = "file"
 	}

@@ -13,6 +13,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/vitalnexa/vitalnexa/internal/document"
 	"github.com/vitalnexa/vitalnexa/internal/phr"
 )
 
@@ -116,7 +117,7 @@ func cleanFileName(n string) string {
 		n = n[i+1:]
 	}
 	n = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) { // Cf: bidi overrides, zero-width marks
 			return -1
 		}
 		return r
@@ -173,7 +174,7 @@ func (s *Server) handleFileContent() http.Handler {
 			ct += "; charset=utf-8"
 		}
 		h.Set("Content-Type", ct)
-		h.Set("Content-Disposition", contentDisposition(f.Name))
+		h.Set("Content-Disposition", contentDisposition(document.DownloadName(f.Name, f.ContentType)))
 		h.Set("Content-Security-Policy", "sandbox; default-src 'none'")
 		h.Set("Content-Length", fmt.Sprint(f.Size))
 		// Chunk by chunk to the client: a file never sits whole in memory.

