@@ -21,13 +21,20 @@ type File struct {
 // LogValue keeps the name out of logs.
 func (f File) LogValue() slog.Value { return slog.StringValue("file:" + f.ID) }
 
+// FileFilter pages a user's files, newest first.
+type FileFilter struct {
+	Cursor string
+	Limit  int // 0 for the default page size
+}
+
 // FileService stores the documents of the user in the context.
 type FileService interface {
 	// CreateFile stores f with the content read from r, encrypted in chunks. ETOOLARGE when
 	// the user's storage quota would be exceeded.
 	CreateFile(ctx context.Context, f *File, r io.Reader) error
-	// FindFiles lists the user's files, newest first.
-	FindFiles(ctx context.Context) ([]*File, error)
+	// FindFiles returns one page of the user's files, newest first, and the cursor of the
+	// next page ("" after the last).
+	FindFiles(ctx context.Context, f FileFilter) ([]*File, string, error)
 	// FindFileByID returns a file's metadata; ENOTFOUND for another user's or a missing id.
 	FindFileByID(ctx context.Context, id string) (*File, error)
 	// WriteFileContent writes the decrypted content to w, chunk by chunk; a tampered chunk

@@ -100,11 +100,22 @@ func (db *DB) scanFile(row pgx.Row) (*phr.File, error) {
 	return f, err
 }
 
-// FindFiles lists the user's files.
-func (db *DB) FindFiles(ctx context.Context) ([]*phr.File, error) {
+// FindFiles returns one page of the user's files, newest first.
+func (db *DB) FindFiles(ctx context.Context, f phr.FileFilter) ([]*phr.File, string, error) {
+	userID := phr.UserIDFromContext(ctx)
+	limit, err := pageLimit(f.Limit)
+	if err != nil {
+		return nil, "", err
+	}
+	c, err := db.decodeCursor("files", userID, f.Cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	at, id, inNulls := keysetArgs(c)
 	var out []*phr.File
-	err := db.withUser(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT `+fileColumns+` FROM files ORDER BY created_at DESC, id DESC LIMIT 1000`)
+	err = db.withUser(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT `+fileColumns+` FROM files WHERE `+fmt.Sprintf(keysetClause, "created_at")+`
+			ORDER BY created_at DESC NULLS LAST, id DESC LIMIT $4`, at, id, inNulls, limit+1)
 		if err != nil {
 			return err
 		}
@@ -118,7 +129,18 @@ func (db *DB) FindFiles(ctx context.Context) ([]*phr.File, error) {
 		}
 		return rows.Err()
 	})
-	return out, err
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		last := out[limit-1]
+		if next, err = db.encodeCursor("files", userID, pageCursor{at: optionalTime(last.CreatedAt), id: last.ID}); err != nil {
+			return nil, "", err
+		}
+	}
+	return out, next, nil
 }
 
 // FindFileByID returns one of the user's files.

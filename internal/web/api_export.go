@@ -94,18 +94,15 @@ func (s *Server) writeZipExport(ctx context.Context, out io.Writer, name string,
 		return err
 	}
 	if s.opts.Files != nil {
-		files, err := s.opts.Files.FindFiles(ctx)
-		if err != nil {
-			return err
-		}
-		for _, f := range files {
+		err := s.eachFile(ctx, func(f *phr.File) error {
 			fw, err := z.CreateHeader(&zip.FileHeader{Name: zipFileName(f), Method: zip.Deflate, Modified: f.CreatedAt.UTC()})
 			if err != nil {
 				return err
 			}
-			if err := s.opts.Files.WriteFileContent(ctx, f.ID, fw); err != nil {
-				return err
-			}
+			return s.opts.Files.WriteFileContent(ctx, f.ID, fw)
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return z.Close()
@@ -202,11 +199,7 @@ func (s *Server) writeJSONExport(ctx context.Context, out io.Writer, u *phr.User
 		if s.opts.Files == nil {
 			return nil
 		}
-		files, err := s.opts.Files.FindFiles(ctx)
-		for _, f := range files {
-			emit(toFileJSON(f))
-		}
-		return err
+		return s.eachFile(ctx, func(f *phr.File) error { emit(toFileJSON(f)); return nil })
 	})
 	d.list("change_history", func(emit func(any)) error {
 		h, err := s.history()
@@ -306,6 +299,13 @@ func (s *Server) eachTestResult(ctx context.Context, fn func(*phr.TestResult) er
 func (s *Server) eachHealthRecord(ctx context.Context, fn func(*phr.HealthRecord) error) error {
 	return eachPage(func(cursor string) ([]*phr.HealthRecord, string, error) {
 		return s.opts.HealthRecords.FindHealthRecords(ctx, phr.HealthRecordFilter{Cursor: cursor, Limit: exportPage})
+	}, fn)
+}
+
+// eachFile calls fn with every file of the user, a page at a time.
+func (s *Server) eachFile(ctx context.Context, fn func(*phr.File) error) error {
+	return eachPage(func(cursor string) ([]*phr.File, string, error) {
+		return s.opts.Files.FindFiles(ctx, phr.FileFilter{Cursor: cursor, Limit: exportPage})
 	}, fn)
 }
 

@@ -134,16 +134,21 @@ func cleanFileName(n string) string {
 
 func (s *Server) handleFileList() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		files, err := s.opts.Files.FindFiles(r.Context())
+		limit, cursor, err := pageQuery(r)
 		if err != nil {
 			writeError(w, r, s.logger, err)
 			return
 		}
-		items := make([]fileJSON, 0, len(files))
-		for _, f := range files {
-			items = append(items, toFileJSON(f))
+		files, next, err := s.opts.Files.FindFiles(r.Context(), phr.FileFilter{Cursor: cursor, Limit: limit})
+		if err != nil {
+			writeError(w, r, s.logger, err)
+			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"items": items, "next_cursor": ""})
+		out := listJSON[fileJSON]{Items: make([]fileJSON, 0, len(files)), NextCursor: next}
+		for _, f := range files {
+			out.Items = append(out.Items, toFileJSON(f))
+		}
+		writeJSON(w, http.StatusOK, out)
 	})
 }
 

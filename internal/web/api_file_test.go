@@ -4,9 +4,12 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"mime/multipart"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -144,6 +147,54 @@ func TestUploadsAreJudgedByTheirBytes(t *testing.T) {
 	}
 	if l := e.do("GET", "/api/files", ana, nil).json(t)["items"].([]any); len(l) != 0 {
 		t.Fatalf("a refused upload was stored: %v", l)
+	}
+}
+
+func TestFilesArePagedAndEveryOneIsExported(t *testing.T) {
+	t.Parallel()
+	e := MustEnv(t)
+	ana := e.MustVerifiedUser("ana@example.com")
+	bob := e.MustVerifiedUser("bob@example.com")
+	var ids []string
+	for i := range 5 {
+		r := e.upload(ana, "file", fmt.Sprintf("note-%d.txt", i), "text/plain", []byte(fmt.Sprintf("note %d\n", i)))
+		if r.status != http.StatusCreated {
+			t.Fatalf("upload %d: %d %s", i, r.status, r.body)
+		}
+		ids = append(ids, r.json(t)["id"].(string))
+	}
+	first := e.do("GET", "/api/files?limit=2", ana, nil).json(t)
+	if n := len(first["items"].([]any)); n != 2 || first["next_cursor"] == "" {
+		t.Fatalf("first page: %d items, cursor %q", n, first["next_cursor"])
+	}
+	items := e.pages("/api/files?limit=2&", ana)
+	if len(items) != 5 {
+		t.Fatalf("%d files over the pages, want 5", len(items))
+	}
+	for i, it := range items { // newest first
+		if it["id"] != ids[4-i] {
+			t.Fatalf("page order: item %d is %v, want %s", i, it["id"], ids[4-i])
+		}
+	}
+	// A cursor is the user's own: another user cannot walk with it.
+	if r := e.do("GET", "/api/files?cursor="+url.QueryEscape(first["next_cursor"].(string)), bob, nil); r.status != http.StatusBadRequest {
+		t.Fatalf("bob with ana's cursor: %d %s", r.status, r.body)
+	}
+	if r := e.do("GET", "/api/files?limit=101", ana, nil); r.status != http.StatusBadRequest {
+		t.Fatalf("limit over the maximum: %d", r.status)
+	}
+	if l := e.do("GET", "/api/files", bob, nil).json(t)["items"].([]any); len(l) != 0 {
+		t.Fatalf("bob lists ana's files: %v", l)
+	}
+	r, err := e.get("/api/me/export", ana)
+	if err != nil || r.status != http.StatusOK {
+		t.Fatalf("export: %d %v", r.status, err)
+	}
+	var doc struct {
+		Files []map[string]any `json:"files"`
+	}
+	if err := json.Unmarshal(r.body, &doc); err != nil || len(doc.Files) != 5 {
+		t.Fatalf("export holds %d files (%v), want 5", len(doc.Files), err)
 	}
 }
 
