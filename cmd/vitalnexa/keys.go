@@ -89,10 +89,16 @@ func openKeysEnv(ctx context.Context, cfg *Config, logger *slog.Logger) (*keysEn
 
 // keyEvent writes a key operation to the audit trail.
 func (e *keysEnv) keyEvent(ctx context.Context, name string) error {
+	return cliEvent(ctx, e.audit, name, "", "vitalnexa keys")
+}
+
+// cliEvent writes an operator's command to the audit trail as event name, about userID
+// when it concerns an account, with a request id of its own.
+func cliEvent(ctx context.Context, a phr.AuditService, name, userID, agent string) error {
 	var id [12]byte
 	_, _ = rand.Read(id[:])
-	return e.audit.WriteAuditEvent(ctx, &phr.AuditEvent{Timestamp: time.Now().UTC(), Action: "EVENT " + name,
-		RequestID: "cli-" + hex.EncodeToString(id[:]), UserAgent: "vitalnexa keys"})
+	return a.WriteAuditEvent(ctx, &phr.AuditEvent{Timestamp: time.Now().UTC(), Action: "EVENT " + name, UserID: userID,
+		RequestID: "cli-" + hex.EncodeToString(id[:]), UserAgent: agent})
 }
 
 func runKeys(ctx context.Context, cfg *Config, args []string, logger *slog.Logger, stdout io.Writer) error {

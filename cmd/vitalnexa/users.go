@@ -51,6 +51,11 @@ func runUsers(ctx context.Context, cfg *Config, args []string, logger *slog.Logg
 	if err != nil {
 		return err
 	}
+	// A grant of privilege is in the trail like every admin action. Should the row fail, the
+	// command fails: running it again changes nothing but writes the row.
+	if err := cliEvent(ctx, &postgres.AuditStore{Pool: pool}, "admin.granted", id, "vitalnexa users"); err != nil {
+		return fmt.Errorf("the admin role was granted but could not be written to the audit trail (run the command again): %w", err)
+	}
 	logger.Info("admin role granted", "user_id", id)
 	fmt.Fprintf(stdout, "User %s is now an admin. Admin endpoints answer once they turn on two-factor authentication (POST /api/me/mfa/totp).\n", id)
 	return nil
