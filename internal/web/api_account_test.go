@@ -803,7 +803,12 @@ func TestCookieRefreshRefusesCrossSiteRequests(t *testing.T) {
 	if r.status != http.StatusForbidden {
 		t.Fatalf("cross-site cookie refresh: %d, want 403", r.status)
 	}
+	// Attack: a refresh that does not say where it came from.
 	r = e.do("POST", "/api/auth/refresh", "", nil, "Cookie", "__Host-vitalnexa_refresh="+refresh)
+	if r.status != http.StatusForbidden {
+		t.Fatalf("cookie refresh without an Origin: %d, want 403", r.status)
+	}
+	r = e.do("POST", "/api/auth/refresh", "", nil, "Cookie", "__Host-vitalnexa_refresh="+refresh, "Origin", "http://vitalnexa.test", "Sec-Fetch-Site", "same-origin")
 	if r.status != http.StatusOK {
 		t.Fatalf("same-site cookie refresh: %d %s", r.status, r.body)
 	}

@@ -54,10 +54,11 @@ func (s *Server) authenticate(r *http.Request) (*http.Request, error) {
 	if token == "" {
 		return r, phr.Errorf(phr.EUNAUTHORIZED, "Authentication is required.")
 	}
-	// A cookie rides along on any request the browser makes; refuse the ones another
-	// site started (SameSite=Strict is the first line, this the second).
-	if fromCookie && r.Method != http.MethodGet && r.Method != http.MethodHead && s.crossSite(r) {
-		return r, phr.Errorf(phr.EFORBIDDEN, "Cross-site requests are not allowed.")
+	// A cookie rides along on any request the browser makes; a change made with it must
+	// show it came from the service's own pages (SameSite=Strict is the first line, this
+	// the second).
+	if fromCookie && r.Method != http.MethodGet && r.Method != http.MethodHead && !s.ownOrigin(r) {
+		return r, errCrossSite
 	}
 	claims, err := s.opts.Tokens.Parse(token)
 	if err != nil {
@@ -73,21 +74,24 @@ func (s *Server) authenticate(r *http.Request) (*http.Request, error) {
 	return r.WithContext(ctx), nil
 }
 
-// crossSite reports whether the browser says another site started the request: by
-// Sec-Fetch-Site, or by an Origin that is not the service's own.
-func (s *Server) crossSite(r *http.Request) bool {
-	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
-		return true
-	}
-	origin := r.Header.Get("Origin")
-	if origin == "" {
+// errCrossSite refuses a cookie-authenticated change that does not show it came from the
+// service's own pages.
+var errCrossSite = phr.Errorf(phr.EFORBIDDEN, "Cross-site requests are not allowed: a request made with the session cookie must carry the service's own Origin.")
+
+// ownOrigin reports whether the browser says the service's own pages started the request:
+// an Origin that is the service's (every browser sends one with a POST, PUT, PATCH or
+// DELETE, same-origin included) and no Sec-Fetch-Site that says otherwise. A request
+// without an Origin is not taken for the service's own.
+func (s *Server) ownOrigin(r *http.Request) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" {
 		return false
 	}
 	own, err := url.Parse(s.opts.PublicURL)
 	if err != nil {
-		return true
+		return false
 	}
-	return !strings.EqualFold(origin, own.Scheme+"://"+own.Host)
+	origin := r.Header.Values("Origin")
+	return len(origin) == 1 && strings.EqualFold(origin[0], own.Scheme+"://"+own.Host)
 }
 
 type sessionKey struct{}
@@ -801,8 +805,8 @@ func (s *Server) handleRefresh() http.Handler {
 		} else if c, err := r.Cookie(refreshCookie); err == nil {
 			req.RefreshToken, fromCookie = c.Value, true
 		}
-		if fromCookie && s.crossSite(r) {
-			writeError(w, r, s.logger, phr.Errorf(phr.EFORBIDDEN, "Cross-site requests are not allowed."))
+		if fromCookie && !s.ownOrigin(r) {
+			writeError(w, r, s.logger, errCrossSite)
 			return
 		}
 		if req.RefreshToken == "" {

@@ -109,6 +109,12 @@ func TestBrowserLoginSetsHostOnlyStrictCookies(t *testing.T) {
 		"foreign Origin": {"Origin", "https://evil.example"},
 		// Attack: a look-alike origin on another scheme.
 		"own host over another scheme": {"Origin", "https://vitalnexa.test"},
+		// Attack: a request that hides where it came from (Referrer-Policy tricks, a plugin,
+		// an old browser) proves nothing.
+		"no Origin": {"X-Nothing", ""},
+		"null Origin": {"Origin", "null"},
+		// The browser says another site of the same registrable domain started it.
+		"same-site, not same-origin": {"Origin", "http://vitalnexa.test", "Sec-Fetch-Site", "same-site"},
 	} {
 		r := e.do("POST", "/api/health-records", "", map[string]any{"kind": "note", "title": "x", "content": "y"},
 			append([]string{"Cookie", "__Host-vitalnexa_access=" + access}, hdr...)...)
