@@ -337,10 +337,12 @@ var mailTexts = map[string]struct{ subject, path, before, after string }{
 			"To choose a new password, open this link within one hour:\n\n",
 		"If this was not you, ignore this message: your password has not changed.\n"},
 	phr.TokenUnlock: {"Your VitalNexa account was locked", "/unlock",
-		"Your VitalNexa account was locked for 30 minutes after 5 sign-in attempts with a wrong password.\n\n" +
+		"Your VitalNexa account was locked for 30 minutes after 5 wrong passwords in a row, given to sign in\n" +
+			"or to confirm a change in a signed-in session.\n\n" +
 			"If that was you, you can unlock it now with this link (it works once):\n\n",
-		"If it was not you, someone may be guessing your password: unlock your account with the link and\n" +
-			"consider changing your password. Nobody has signed in.\n"},
+		"If it was not you, someone may be guessing your password, or using a session of yours: unlock your\n" +
+			"account with the link, change your password (that ends every other session) and look at your\n" +
+			"sessions and access history. The wrong passwords let nobody in.\n"},
 }
 
 // mailToken stores a fresh single-use token of the purpose for the user and mails its link.
