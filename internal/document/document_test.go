@@ -274,8 +274,12 @@ func checkCases() []checkCase {
 		// Attack: a PDF with active content behind a line of text, which Check would take for
 		// text but a PDF reader (which looks for %PDF- in the first kilobyte) opens as a PDF.
 		// All ASCII, so valid UTF-8 text but for its header.
-		{"reject_pdf_after_newline.txt", func() []byte { return append([]byte("\n"), asciiPDF("/OpenAction << /S /JavaScript /JS (app.alert(1)) >>")...) }, phr.EINVALID, "PDF header"},
-		{"reject_pdf_after_text.txt", func() []byte { return append([]byte("Lab report follows\n"), asciiPDF("/OpenAction << /S /Launch /F (cmd.exe) >>")...) }, phr.EINVALID, "PDF header"},
+		{"reject_pdf_after_newline.txt", func() []byte {
+			return append([]byte("\n"), asciiPDF("/OpenAction << /S /JavaScript /JS (app.alert(1)) >>")...)
+		}, phr.EINVALID, "PDF header"},
+		{"reject_pdf_after_text.txt", func() []byte {
+			return append([]byte("Lab report follows\n"), asciiPDF("/OpenAction << /S /Launch /F (cmd.exe) >>")...)
+		}, phr.EINVALID, "PDF header"},
 		{"reject_pdf_after_bom.txt", func() []byte { return append([]byte("\ufeff"), base...) }, phr.EINVALID, "PDF header"},
 		// Text that a program on the user's machine would run or render actively.
 		{"reject_script_after_newline.txt", b("\n#!/bin/sh\nrm -rf ~\n"), document.EUNSUPPORTED, "script"},

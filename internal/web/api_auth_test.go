@@ -111,7 +111,7 @@ func TestBrowserLoginSetsHostOnlyStrictCookies(t *testing.T) {
 		"own host over another scheme": {"Origin", "https://vitalnexa.test"},
 		// Attack: a request that hides where it came from (Referrer-Policy tricks, a plugin,
 		// an old browser) proves nothing.
-		"no Origin": {"X-Nothing", ""},
+		"no Origin":   {"X-Nothing", ""},
 		"null Origin": {"Origin", "null"},
 		// The browser says another site of the same registrable domain started it.
 		"same-site, not same-origin": {"Origin", "http://vitalnexa.test", "Sec-Fetch-Site", "same-site"},
