@@ -113,6 +113,18 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	if r.Body == nil {
 		return nil, nil
 	}
+	if r.ContentLength > limit {
+		return nil, phr.Errorf(phr.ETOOLARGE, "The request body is larger than %d bytes.", limit)
+	}
+	if n := r.ContentLength; n > 0 {
+		// The declared length, within the limit: one allocation of the right size rather
+		// than a buffer doubling its way there (a 20 MiB upload allocated ~45 MB so).
+		b := make([]byte, n)
+		if _, err := io.ReadFull(r.Body, b); err != nil {
+			return nil, phr.Errorf(phr.EINVALID, "The request body could not be read.")
+		}
+		return b, nil // net/http stops the body at Content-Length
+	}
 	b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
 		return nil, phr.Errorf(phr.EINVALID, "The request body could not be read.")
