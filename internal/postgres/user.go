@@ -226,7 +226,7 @@ func (db *DB) EraseUser(ctx context.Context) (map[string]int64, error) {
 	userID := phr.UserIDFromContext(ctx)
 	counts := map[string]int64{}
 	err := db.withUser(ctx, func(tx pgx.Tx) error {
-		for _, table := range []string{"test_results", "health_records", "files", "sessions", "change_history"} {
+		for _, table := range []string{"test_results", "health_records", "files", "sessions", "change_history", "privacy_choices"} {
 			var n int64
 			// table is one of the constants above, never input.
 			if err := tx.QueryRow(ctx, `SELECT count(*) FROM `+table).Scan(&n); err != nil {

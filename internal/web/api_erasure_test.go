@@ -66,7 +66,7 @@ func TestErasureLeavesNothingButAnAuditTrailThatLeadsNowhere(t *testing.T) {
 	rec := body["receipt"].(map[string]any)
 	erased := rec["erased"].(map[string]any)
 	if rec["user_id"] != anaID || body["signature"] == "" || erased["health_records"] != 2.0 ||
-		erased["test_results"] != 2.0 || erased["files"] != 2.0 {
+		erased["test_results"] != 2.0 || erased["files"] != 2.0 || erased["privacy_choices"] != 2.0 {
 		t.Fatalf("receipt %v", body)
 	}
 	if r := e.do("GET", "/api/me", ana, nil); r.status != http.StatusUnauthorized {
