@@ -91,11 +91,13 @@ var activeTextPrefixes = []struct{ prefix, what string }{
 	{"regedit4", "a registry file"},
 }
 
+const pdfHeaderInText = "The file holds a PDF header (%PDF- or %!PS-Adobe) after other bytes; a PDF must start with it, and text may not carry one."
+
 func checkText(data []byte) error {
 	// PDF readers look for the header in the first kilobyte (some further): a PDF behind a
 	// line of text would open as a PDF with whatever actions it carries, unchecked.
 	if bytes.Contains(data, []byte("%PDF-")) {
-		return invalid("The file holds a PDF header (%PDF-) after other bytes; a PDF must start with it, and text may not carry one.")
+		return invalid(pdfHeaderInText)
 	}
 	if bytes.IndexByte(data, 0) >= 0 {
 		return unsupported("The file contains binary data (NUL bytes); only PDF and plain UTF-8 text are accepted.")
@@ -114,6 +116,10 @@ func checkText(data []byte) error {
 		if hasPrefixFold(head, m.prefix) {
 			return unsupported("The file is " + m.what + ", not plain text.")
 		}
+	}
+	// Acrobat also takes "%!PS-Adobe-N.n PDF-M.m" in the first kilobyte for a PDF header.
+	if bytes.Contains(data[:min(len(data), 1024)], []byte("%!PS-Adobe")) {
+		return invalid(pdfHeaderInText)
 	}
 	if containsFold(data, "<script") {
 		return unsupported("The file contains a <script> element; it is not plain text.")

@@ -280,6 +280,7 @@ func checkCases() []checkCase {
 		{"reject_pdf_after_text.txt", func() []byte {
 			return append([]byte("Lab report follows\n"), asciiPDF("/OpenAction << /S /Launch /F (cmd.exe) >>")...)
 		}, phr.EINVALID, "PDF header"},
+		{"reject_ps_adobe_pdf_header.txt", b("Lab report\n%!PS-Adobe-3.0 PDF-1.7\n"), phr.EINVALID, "PDF header"},
 		{"reject_pdf_after_bom.txt", func() []byte { return append([]byte("\ufeff"), base...) }, phr.EINVALID, "PDF header"},
 		// Text that a program on the user's machine would run or render actively.
 		{"reject_script_after_newline.txt", b("\n#!/bin/sh\nrm -rf ~\n"), document.EUNSUPPORTED, "script"},

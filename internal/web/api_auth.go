@@ -337,12 +337,13 @@ var mailTexts = map[string]struct{ subject, path, before, after string }{
 			"To choose a new password, open this link within one hour:\n\n",
 		"If this was not you, ignore this message: your password has not changed.\n"},
 	phr.TokenUnlock: {"Your VitalNexa account was locked", "/unlock",
-		"Your VitalNexa account was locked for 30 minutes after 5 wrong passwords in a row, given to sign in\n" +
-			"or to confirm a change in a signed-in session.\n\n" +
+		"Your VitalNexa account was locked for 30 minutes after 5 failed attempts in a row: wrong passwords\n" +
+			"(to sign in, or to confirm a change in a signed-in session) or wrong two-factor codes.\n\n" +
 			"If that was you, you can unlock it now with this link (it works once):\n\n",
-		"If it was not you, someone may be guessing your password, or using a session of yours: unlock your\n" +
+		"If it was not you, someone may be guessing your password, or using a session of yours; if you use\n" +
+			"two-factor authentication and did not mistype codes, someone may know your password. Unlock your\n" +
 			"account with the link, change your password (that ends every other session) and look at your\n" +
-			"sessions and access history. The wrong passwords let nobody in.\n"},
+			"sessions and access history. The failed attempts let nobody in.\n"},
 }
 
 // mailToken stores a fresh single-use token of the purpose for the user and mails its link.

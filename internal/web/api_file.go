@@ -94,9 +94,10 @@ func (s *Server) readUpload(r *http.Request) ([]byte, string, error) {
 			return nil, "", phr.FieldErrorf(phr.EINVALID, "file", "Send exactly one file, in the field \"file\", and nothing else.")
 		}
 		found = true
-		// The part is no longer than the body it is in: one buffer of that size, not one
-		// doubling its way to the file's size.
-		data, err = readAllInto(make([]byte, 0, min(int64(len(bodyOf(r))), s.opts.MaxUploadBytes+1)), io.LimitReader(part, s.opts.MaxUploadBytes+1))
+		// The part is no longer than the body it is in, which is already in memory: one
+		// buffer of that size (or of the limit and one byte), not one doubling its way there.
+		size := min(int64(len(bodyOf(r))), s.opts.MaxUploadBytes+1)
+		data, err = readAll(io.LimitReader(part, s.opts.MaxUploadBytes+1), size, size)
 		if err != nil {
 			return nil, "", phr.Errorf(phr.EINVALID, "The multipart body is malformed.")
 		}
@@ -109,23 +110,6 @@ func (s *Server) readUpload(r *http.Request) ([]byte, string, error) {
 		return nil, "", phr.FieldErrorf(phr.EINVALID, "file", "Send the file in the field \"file\".")
 	}
 	return data, name, nil
-}
-
-// readAllInto appends everything r holds to buf, growing it only past its capacity.
-func readAllInto(buf []byte, r io.Reader) ([]byte, error) {
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
-	}
 }
 
 // cleanFileName keeps a file name as a label only: valid UTF-8, no control characters or

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -117,13 +118,13 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 		return nil, phr.Errorf(phr.ETOOLARGE, "The request body is larger than %d bytes.", limit)
 	}
 	if n := r.ContentLength; n > 0 {
-		// The declared length, within the limit: one allocation of the right size rather
-		// than a buffer doubling its way there (a 20 MiB upload allocated ~45 MB so).
-		b := make([]byte, n)
-		if _, err := io.ReadFull(r.Body, b); err != nil {
+		// Grown as the bytes arrive, never past the declared length: a client that declares
+		// much and sends little holds little (net/http stops the body at Content-Length).
+		b, err := readAll(r.Body, n, min(n, 64<<10))
+		if err != nil || int64(len(b)) != n {
 			return nil, phr.Errorf(phr.EINVALID, "The request body could not be read.")
 		}
-		return b, nil // net/http stops the body at Content-Length
+		return b, nil
 	}
 	b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
@@ -133,6 +134,29 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 		return nil, phr.Errorf(phr.ETOOLARGE, "The request body is larger than %d bytes.", limit)
 	}
 	return b, nil
+}
+
+// readAll reads r to its end into a buffer that starts at first bytes and doubles, but not
+// past size, the length r is expected to have: reading size bytes allocates at most about
+// twice size (once when first is size), and never more than arrived. What comes past size,
+// if anything, is read on as io.ReadAll would.
+func readAll(r io.Reader, size, first int64) ([]byte, error) {
+	buf := make([]byte, 0, max(min(first, size), 512))
+	for int64(len(buf)) < size {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, int(min(int64(cap(buf)), size-int64(len(buf)))))
+		}
+		n, err := r.Read(buf[len(buf):min(cap(buf), int(size))])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+	rest, err := io.ReadAll(r)
+	return append(buf, rest...), err
 }
 
 // decodeJSON decodes body into v strictly: unknown fields, wrong types and anything after
