@@ -1,10 +1,12 @@
 package postgres
 
 import (
+	"context"
 	"encoding/binary"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/vitalnexa/vitalnexa/internal/keyring"
 	"github.com/vitalnexa/vitalnexa/internal/phr"
 )
@@ -77,4 +79,54 @@ func keysetArgs(c *pageCursor) (at *time.Time, id *string, inNulls bool) {
 		return nil, nil, false
 	}
 	return c.at, &c.id, c.at == nil
+}
+
+// pageQuery runs a page's SELECT: the keyset arguments as $1–$3 (see keysetClause) and the
+// row limit, ordered by "<time> DESC NULLS LAST, id DESC".
+type pageQuery func(tx pgx.Tx, at *time.Time, id *string, inNulls bool, limit int) (pgx.Rows, error)
+
+// keysetPage reads one page of the user's list (the name binds its cursors): up to limit
+// rows (0 for the default) after cursor, each read by scan, and the cursor after the last
+// one, made of the time and id that key gives; "" after the last page.
+func keysetPage[T any](ctx context.Context, db *DB, list, cursor string, limit int, query pageQuery,
+	scan func(pgx.Row) (T, error), key func(T) (time.Time, string)) ([]T, string, error) {
+	userID := phr.UserIDFromContext(ctx)
+	limit, err := pageLimit(limit)
+	if err != nil {
+		return nil, "", err
+	}
+	c, err := db.decodeCursor(list, userID, cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	at, id, inNulls := keysetArgs(c)
+	var out []T
+	err = db.withUser(ctx, func(tx pgx.Tx) error {
+		rows, err := query(tx, at, id, inNulls, limit+1)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			r, err := scan(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	if len(out) <= limit {
+		return out, "", nil
+	}
+	out = out[:limit]
+	t, lastID := key(out[limit-1])
+	next, err := db.encodeCursor(list, userID, pageCursor{at: optionalTime(t), id: lastID})
+	if err != nil {
+		return nil, "", err
+	}
+	return out, next, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -102,45 +103,12 @@ func (db *DB) scanFile(row pgx.Row) (*phr.File, error) {
 
 // FindFiles returns one page of the user's files, newest first.
 func (db *DB) FindFiles(ctx context.Context, f phr.FileFilter) ([]*phr.File, string, error) {
-	userID := phr.UserIDFromContext(ctx)
-	limit, err := pageLimit(f.Limit)
-	if err != nil {
-		return nil, "", err
-	}
-	c, err := db.decodeCursor("files", userID, f.Cursor)
-	if err != nil {
-		return nil, "", err
-	}
-	at, id, inNulls := keysetArgs(c)
-	var out []*phr.File
-	err = db.withUser(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT `+fileColumns+` FROM files WHERE `+fmt.Sprintf(keysetClause, "created_at")+`
-			ORDER BY created_at DESC NULLS LAST, id DESC LIMIT $4`, at, id, inNulls, limit+1)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			f, err := db.scanFile(rows)
-			if err != nil {
-				return err
-			}
-			out = append(out, f)
-		}
-		return rows.Err()
-	})
-	if err != nil {
-		return nil, "", err
-	}
-	next := ""
-	if len(out) > limit {
-		out = out[:limit]
-		last := out[limit-1]
-		if next, err = db.encodeCursor("files", userID, pageCursor{at: optionalTime(last.CreatedAt), id: last.ID}); err != nil {
-			return nil, "", err
-		}
-	}
-	return out, next, nil
+	return keysetPage(ctx, db, "files", f.Cursor, f.Limit,
+		func(tx pgx.Tx, at *time.Time, id *string, inNulls bool, limit int) (pgx.Rows, error) {
+			return tx.Query(ctx, `SELECT `+fileColumns+` FROM files WHERE `+fmt.Sprintf(keysetClause, "created_at")+`
+				ORDER BY created_at DESC NULLS LAST, id DESC LIMIT $4`, at, id, inNulls, limit)
+		},
+		db.scanFile, func(f *phr.File) (time.Time, string) { return f.CreatedAt, f.ID })
 }
 
 // FindFileByID returns one of the user's files.

@@ -53,49 +53,16 @@ func (db *DB) FindHealthRecordByID(ctx context.Context, id string) (*phr.HealthR
 
 // FindHealthRecords returns a page of the user's records, newest first.
 func (db *DB) FindHealthRecords(ctx context.Context, f phr.HealthRecordFilter) ([]*phr.HealthRecord, string, error) {
-	userID := phr.UserIDFromContext(ctx)
-	limit, err := pageLimit(f.Limit)
-	if err != nil {
-		return nil, "", err
-	}
 	if f.Kind != "" && !phr.ValidHealthRecordKind(f.Kind) {
 		return nil, "", phr.FieldErrorf(phr.EINVALID, "kind", "is not a kind of health record")
 	}
-	c, err := db.decodeCursor("health_records", userID, f.Cursor)
-	if err != nil {
-		return nil, "", err
-	}
-	at, id, inNulls := keysetArgs(c)
-	var out []*phr.HealthRecord
-	err = db.withUser(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT `+healthRecordColumns+` FROM health_records
-			WHERE `+fmt.Sprintf(keysetClause, "recorded_at")+` AND ($4 = '' OR kind = $4)
-			ORDER BY recorded_at DESC NULLS LAST, id DESC LIMIT $5`, at, id, inNulls, f.Kind, limit+1)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			r, err := db.scanHealthRecord(rows)
-			if err != nil {
-				return err
-			}
-			out = append(out, r)
-		}
-		return rows.Err()
-	})
-	if err != nil {
-		return nil, "", err
-	}
-	next := ""
-	if len(out) > limit {
-		out = out[:limit]
-		last := out[limit-1]
-		if next, err = db.encodeCursor("health_records", userID, pageCursor{at: optionalTime(last.RecordedAt), id: last.ID}); err != nil {
-			return nil, "", err
-		}
-	}
-	return out, next, nil
+	return keysetPage(ctx, db, "health_records", f.Cursor, f.Limit,
+		func(tx pgx.Tx, at *time.Time, id *string, inNulls bool, limit int) (pgx.Rows, error) {
+			return tx.Query(ctx, `SELECT `+healthRecordColumns+` FROM health_records
+				WHERE `+fmt.Sprintf(keysetClause, "recorded_at")+` AND ($4 = '' OR kind = $4)
+				ORDER BY recorded_at DESC NULLS LAST, id DESC LIMIT $5`, at, id, inNulls, f.Kind, limit)
+		},
+		db.scanHealthRecord, func(r *phr.HealthRecord) (time.Time, string) { return r.RecordedAt, r.ID })
 }
 
 // CheckHealthRecord validates a record before it is stored.

@@ -59,54 +59,17 @@ func (db *DB) FindTestResultByID(ctx context.Context, id string) (*phr.TestResul
 
 // FindTestResults returns a page of the user's results, newest first.
 func (db *DB) FindTestResults(ctx context.Context, f phr.TestResultFilter) ([]*phr.TestResult, string, error) {
-	userID := phr.UserIDFromContext(ctx)
-	limit, err := pageLimit(f.Limit)
-	if err != nil {
-		return nil, "", err
-	}
-	c, err := db.decodeCursor("test_results", userID, f.Cursor)
-	if err != nil {
-		return nil, "", err
-	}
-	at, id, inNulls := keysetArgs(c)
 	var codeIdx []byte
 	if f.Code != "" {
-		codeIdx = db.codeIndex(userID, f.Code)
+		codeIdx = db.codeIndex(phr.UserIDFromContext(ctx), f.Code)
 	}
-	var out []*phr.TestResult
-	err = db.withUser(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT `+testResultColumns+` FROM test_results
-			WHERE `+fmt.Sprintf(keysetClause, "effective_at")+` AND ($4::bytea IS NULL OR code_index = $4)
-			ORDER BY effective_at DESC NULLS LAST, id DESC LIMIT $5`, at, id, inNulls, codeIdx, limit+1)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			r, err := db.scanTestResult(rows)
-			if err != nil {
-				return err
-			}
-			out = append(out, r)
-		}
-		return rows.Err()
-	})
-	if err != nil {
-		return nil, "", err
-	}
-	next := ""
-	if len(out) > limit {
-		out = out[:limit]
-		last := out[limit-1]
-		pc := pageCursor{id: last.ID}
-		if !last.EffectiveAt.IsZero() {
-			pc.at = &last.EffectiveAt
-		}
-		if next, err = db.encodeCursor("test_results", userID, pc); err != nil {
-			return nil, "", err
-		}
-	}
-	return out, next, nil
+	return keysetPage(ctx, db, "test_results", f.Cursor, f.Limit,
+		func(tx pgx.Tx, at *time.Time, id *string, inNulls bool, limit int) (pgx.Rows, error) {
+			return tx.Query(ctx, `SELECT `+testResultColumns+` FROM test_results
+				WHERE `+fmt.Sprintf(keysetClause, "effective_at")+` AND ($4::bytea IS NULL OR code_index = $4)
+				ORDER BY effective_at DESC NULLS LAST, id DESC LIMIT $5`, at, id, inNulls, codeIdx, limit)
+		},
+		db.scanTestResult, func(r *phr.TestResult) (time.Time, string) { return r.EffectiveAt, r.ID })
 }
 
 // insertTestResult stores r for the user of tx unless a result with its source key exists;
